@@ -1,0 +1,48 @@
+# One obvious entry point for each job. Every target runs from the repository root.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: setup test unit integration molecule lint demo guest protos protos-check bench clean
+
+setup:                 ## Debian packages, .venv, running virtlogd + libvirtd (idempotent)
+	@bash scripts/setup.sh
+
+guest: setup           ## build the test guest ISO (cached by content hash)
+	$(PY) -m guest.build
+
+protos: setup          ## regenerate the gRPC stubs in cocos_pb/ from protos/
+	bash scripts/gen_protos.sh
+
+protos-check: setup    ## fail if the committed stubs differ from what protos/ generates
+	bash scripts/gen_protos.sh --check
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+integration: setup guest
+	$(PY) -m pytest -q tests/integration
+
+molecule: setup guest
+	MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
+
+test: setup protos-check guest   ## everything CI runs
+	$(PY) -m pytest -q tests/unit tests/integration
+	MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy module_utils manager_api agent guest
+	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint --profile production
+
+demo: setup guest      ## site.yml with the locally built guest, then a computation run
+	bash scripts/demo.sh
+
+bench: setup guest
+	bash bench/run_all.sh
+
+clean:
+	rm -rf build .cache

@@ -1,0 +1,1 @@
+"""libvirt logic behind the Cocos AI Manager's Ansible modules: one manager per libvirt object."""

@@ -24,6 +24,10 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_DEPRECATION_WARNINGS": "0",
         "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + env.get("PATH", ""),
+        # Our result_file callback keeps diff, warnings and failed, which the tree callback drops.
+        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "result_file",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
     })
     env.update(extra or {})
     return env
@@ -35,25 +39,23 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
 
     result["failed"] is always set; "_rc" and "_stderr" carry ansible's exit status and stderr.
 
-    The tree callback writes the exact result JSON to a file, which is sturdier than scraping
+    The result_file callback writes the exact result JSON to a file, which is sturdier than scraping
     stdout. Raises RuntimeError only when ansible produced no result at all.
     """
-    with tempfile.TemporaryDirectory(prefix="cocos-run-module-") as tree:
-        cmd = [ANSIBLE, "localhost", "-m", name, "-a", json.dumps(args), "--tree", tree]
+    with tempfile.TemporaryDirectory(prefix="cocos-run-module-") as out:
+        cmd = [ANSIBLE, "localhost", "-m", name, "-a", json.dumps(args)]
         if check:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
-        proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(env), capture_output=True, text=True,
-                              timeout=timeout, check=False)
-        path = os.path.join(tree, "localhost")
+        proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env({"COCOS_RESULT_DIR": out, **(env or {})}),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        path = os.path.join(out, "localhost.json")
         if not os.path.exists(path):
             raise RuntimeError(f"ansible gave no result for {name} (rc={proc.returncode}):\n"
                                f"{proc.stdout}\n{proc.stderr}")
         with open(path, encoding="utf-8") as handle:
             result = json.load(handle)
-    # The tree file omits the "failed" flag in ansible-core 2.19; the exit status still carries it.
-    result.setdefault("failed", proc.returncode != 0)
     result["_rc"] = proc.returncode
     result["_stderr"] = proc.stderr
     return result

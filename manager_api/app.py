@@ -1,0 +1,161 @@
+"""The HTTP API: a Bottle app built by create_app(services), never the module-level default app."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import bottle
+
+from manager_api import domain_view, jobs, schemas
+from manager_api.openapi import document
+from manager_api.plugins import (
+    ApiError,
+    AuthPlugin,
+    JsonErrorPlugin,
+    RequestIdPlugin,
+    install_error_handlers,
+    json_response,
+)
+from manager_api.services import Services
+
+HEALTH_TYPE = "application/health+json"
+
+
+def create_app(services: Services) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True, autojson=False)
+    app.config["cocos.services"] = services
+    install_error_handlers(app)
+    app.install(RequestIdPlugin())
+    app.install(AuthPlugin(services.config.token))
+    app.install(JsonErrorPlugin())
+    _routes(app, services)
+    return app
+
+
+def _routes(app: bottle.Bottle, s: Services) -> None:
+    app.route("/health", "GET", lambda: health(s), auth=False)
+    app.route("/metrics", "GET", lambda: metrics(s))
+    app.route("/openapi.json", "GET", lambda: json_response(200, document()))
+    app.route("/domain", "POST", lambda: create_domain(s))
+    app.route("/domains", "GET", lambda: list_domains(s))
+    app.route("/domains/<name>", "GET", lambda name: get_domain(s, name))
+    app.route("/domains/<name>", "DELETE", lambda name: delete_domain(s, name))
+    app.route("/run", "POST", lambda: run(s))
+    app.route("/jobs", "GET", lambda: json_response(200, {"jobs": [j.to_dict() for j in s.store.list()]}))
+    app.route("/jobs/<job_id>", "GET", lambda job_id: json_response(200, _job(s, job_id).to_dict()))
+    app.route("/jobs/<job_id>", "DELETE", lambda job_id: cancel_job(s, job_id))
+    app.route("/jobs/<job_id>/events", "GET", lambda job_id: job_events(s, job_id))
+
+
+def json_body(max_bytes: int) -> Any:
+    """The request's JSON document: 415 for another media type, 413 above the limit, 400 when malformed."""
+    ctype = bottle.request.content_type.split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+    length = bottle.request.content_length
+    if length > max_bytes:
+        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {max_bytes} bytes")
+    raw = bottle.request.body.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(413, f"request body exceeds the limit of {max_bytes} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body: malformed JSON: {exc}", field="body") from None
+
+
+def _flag(name: str) -> bool:
+    return bottle.request.query.get(name, "").lower() in ("1", "true", "yes")
+
+
+def health(s: Services) -> bottle.HTTPResponse:
+    info = {k: v for k, v in s.build.items() if k != "started"}
+    return json_response(200, {"status": "pass", **info}, content_type=HEALTH_TYPE)
+
+
+def metrics(s: Services) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(body=s.metrics.render(s.store), status=200,
+                               headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+def create_domain(s: Services) -> bottle.HTTPResponse:
+    body = schemas.validate(schemas.DOMAIN, json_body(s.config.max_body_bytes))
+    job, _ = s.domains.create(body.get("pool", ""), body.get("volume", ""), body.get("domain", ""))
+    return _job_outcome(s, job, lambda: {"name": job.result or job.target})
+
+
+def delete_domain(s: Services, name: str) -> bottle.HTTPResponse:
+    if domain_view.get_domain(s.config.libvirt_uri, name) is None:
+        raise ApiError(404, f"domain {name!r} not found", field="name")
+    job, _ = s.domains.delete(name)
+    return _job_outcome(s, job, lambda: {"name": name, "deleted": True})
+
+
+def _job_outcome(s: Services, job: jobs.Job, success: Callable[[], dict]) -> bottle.HTTPResponse:
+    """?async=true answers 202 with the job at once; otherwise wait and answer like the original manager."""
+    if _flag("async"):
+        resp = json_response(202, {**job.to_dict(), "links": {"self": f"/jobs/{job.id}",
+                                                              "events": f"/jobs/{job.id}/events"}})
+        resp.set_header("Location", f"/jobs/{job.id}")
+        return resp
+    if not s.domains.wait(job):
+        raise ApiError(504, f"job {job.id} still {job.state} after {s.config.domain_timeout:g} s", job_id=job.id)
+    if job.state == jobs.SUCCESSFUL:
+        return json_response(200, success())
+    if job.state == jobs.CANCELED:
+        raise ApiError(409, f"job {job.id} was canceled", job_id=job.id)
+    raise ApiError(500, f"{job.kind} failed: {job.error}", job_id=job.id)
+
+
+def list_domains(s: Services) -> bottle.HTTPResponse:
+    return json_response(200, {"domains": domain_view.list_domains(s.config.libvirt_uri)})
+
+
+def get_domain(s: Services, name: str) -> bottle.HTTPResponse:
+    found = domain_view.get_domain(s.config.libvirt_uri, name)
+    if found is None:
+        raise ApiError(404, f"domain {name!r} not found", field="name")
+    return json_response(200, found)
+
+
+def run(s: Services) -> bottle.HTTPResponse:
+    run_id = s.runs.run(json_body(s.config.max_body_bytes))
+    return json_response(200, {"id": run_id})
+
+
+def _job(s: Services, job_id: str) -> jobs.Job:
+    job = s.store.get(job_id)
+    if job is None:
+        raise ApiError(404, f"job {job_id!r} not found", field="id")
+    return job
+
+
+def cancel_job(s: Services, job_id: str) -> bottle.HTTPResponse:
+    job = _job(s, job_id)
+    if job.done:
+        raise ApiError(409, f"job {job_id} already {job.state}", job_id=job_id)
+    s.store.cancel(job)
+    return json_response(202, job.to_dict())
+
+
+def job_events(s: Services, job_id: str) -> Iterator[str]:
+    job = _job(s, job_id)
+    after = bottle.request.get_header("Last-Event-ID", "") or bottle.request.query.get("after", "0")
+    if not after.isdigit():
+        raise ApiError(400, "Last-Event-ID / after must be a non-negative integer", field="after")
+    bottle.response.content_type = "text/event-stream"
+    bottle.response.set_header("Cache-Control", "no-cache")
+    bottle.response.set_header("X-Accel-Buffering", "no")
+    return _sse(job, int(after))
+
+
+def _sse(job: jobs.Job, after: int) -> Iterator[str]:
+    yield "retry: 2000\n\n"
+    for event in job.follow(after):
+        if event is None:
+            yield f": keep-alive {time.time():.0f}\n\n"
+            continue
+        yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+    yield f"event: end\ndata: {json.dumps(job.to_dict())}\n\n"

@@ -1,0 +1,133 @@
+"""Configuration from the environment, validated once at start so a typo fails loudly, not at first request."""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    log_level: str = "info"
+    http_host: str = "0.0.0.0"
+    http_port: int = 9021
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 7001
+    server_cert: str | None = None
+    server_key: str | None = None
+    agent_grpc_url: str = "localhost:7002"
+    agent_grpc_timeout: float = 5.0
+    agent_retry_total: float = 30.0
+    xml_dir: str = str(ROOT / "xml")
+    xml_max_bytes: int = 256 * 1024
+    max_body_bytes: int = 64 * 1024
+    libvirt_uri: str = "qemu:///system"
+    token: str | None = None
+    playbook_dir: str = str(ROOT / "playbooks")
+    domain_timeout: float = 900.0
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.server_cert)
+
+
+def _port(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name}: {value} is not a TCP port (0-65535)")
+    return value
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from None
+
+
+def _seconds(name: str, raw: str) -> float:
+    """Seconds as a number, or with an s/ms suffix as the Go manager's durations were written ("30s")."""
+    text = raw.strip().lower()
+    scale = 1.0
+    if text.endswith("ms"):
+        text, scale = text[:-2], 0.001
+    elif text.endswith("s"):
+        text = text[:-1]
+    try:
+        value = float(text) * scale
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a duration (seconds, e.g. 5 or 5s or 500ms)") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: {raw!r} must be positive")
+    return value
+
+
+def _log_level(name: str, raw: str) -> str:
+    if raw.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return raw.lower()
+
+
+def _readable_file(name: str, raw: str) -> str:
+    if not os.path.isfile(raw) or not os.access(raw, os.R_OK):
+        raise ConfigError(f"{name}: {raw!r} is not a readable file")
+    return raw
+
+
+def _directory(name: str, raw: str) -> str:
+    if not os.path.isdir(raw):
+        raise ConfigError(f"{name}: {raw!r} is not a directory")
+    return str(Path(raw).resolve())
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+# env variable -> (Config field, parser); unset or empty variables keep the default.
+_FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
+    "CC_MANAGER_LOG_LEVEL": ("log_level", _log_level),
+    "CC_MANAGER_HTTP_HOST": ("http_host", _text),
+    "CC_MANAGER_HTTP_PORT": ("http_port", _port),
+    "CC_MANAGER_GRPC_HOST": ("grpc_host", _text),
+    "CC_MANAGER_GRPC_PORT": ("grpc_port", _port),
+    "CC_MANAGER_SERVER_CERT": ("server_cert", _readable_file),
+    "CC_MANAGER_SERVER_KEY": ("server_key", _readable_file),
+    "CC_MANAGER_AGENT_GRPC_URL": ("agent_grpc_url", _text),
+    "CC_MANAGER_AGENT_GRPC_TIMEOUT": ("agent_grpc_timeout", _seconds),
+    "CC_MANAGER_AGENT_RETRY_TOTAL": ("agent_retry_total", _seconds),
+    "CC_MANAGER_XML_DIR": ("xml_dir", _directory),
+    "CC_MANAGER_XML_MAX_BYTES": ("xml_max_bytes", _int),
+    "CC_MANAGER_MAX_BODY_BYTES": ("max_body_bytes", _int),
+    "CC_MANAGER_LIBVIRT_URI": ("libvirt_uri", _text),
+    "CC_MANAGER_TOKEN": ("token", _text),
+    "CC_MANAGER_PLAYBOOK_DIR": ("playbook_dir", _directory),
+    "CC_MANAGER_DOMAIN_TIMEOUT": ("domain_timeout", _seconds),
+}
+
+
+def from_env(env: Mapping[str, str] = os.environ) -> Config:
+    """Build the Config; every problem is collected so one start reports all of them."""
+    values: dict[str, object] = {}
+    errors: list[str] = []
+    for var, (field, parse) in _FIELDS.items():
+        raw = env.get(var, "")
+        if raw == "":
+            continue
+        try:
+            values[field] = parse(var, raw)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if bool(values.get("server_cert")) != bool(values.get("server_key")):
+        errors.append("CC_MANAGER_SERVER_CERT and CC_MANAGER_SERVER_KEY must be set together")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return Config(**values)  # type: ignore[arg-type]

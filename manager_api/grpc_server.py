@@ -1,0 +1,232 @@
+"""gRPC front end: the original manager_proto.ManagerService, our cocos.manager.v1 additions, health, reflection."""
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
+from manager_api import domain_view, jobs
+from manager_api.agent_client import AgentError
+from manager_api.domains import RequestError
+from manager_api.services import Services
+
+_STATE = {jobs.QUEUED: manager_v1_pb2.JOB_STATE_QUEUED, jobs.RUNNING: manager_v1_pb2.JOB_STATE_RUNNING,
+          jobs.SUCCESSFUL: manager_v1_pb2.JOB_STATE_SUCCESSFUL, jobs.FAILED: manager_v1_pb2.JOB_STATE_FAILED,
+          jobs.CANCELED: manager_v1_pb2.JOB_STATE_CANCELED}
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+def _timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def job_message(job: jobs.Job) -> manager_v1_pb2.Job:
+    d = job.to_dict()
+    return manager_v1_pb2.Job(
+        id=d["id"], kind=d["kind"], target=d["target"], state=_STATE[d["state"]],
+        created_at=_timestamp(d["created_at"]), started_at=_timestamp(d["started_at"]),
+        finished_at=_timestamp(d["finished_at"]), changed=d["changed"], ok=d["ok"], failed=d["failed"],
+        error=d["error"], result=d["result"], event_count=d["event_count"])
+
+
+def event_message(event: dict) -> manager_v1_pb2.JobEvent:
+    return manager_v1_pb2.JobEvent(
+        seq=event["seq"], job_id=event["job_id"], type=event["type"], task=event.get("task", ""),
+        host=event.get("host", ""), changed=bool(event.get("changed")), failed=bool(event.get("failed")),
+        message=event.get("message", ""), time=_timestamp(event["time"]), state=_STATE[event["state"]])
+
+
+def domain_message(d: dict) -> manager_v1_pb2.Domain:
+    return manager_v1_pb2.Domain(name=d["name"], uuid=d["uuid"], state=d["state"],
+                                 forwarded_ports=[manager_v1_pb2.ForwardedPort(**p) for p in d["forwarded_ports"]])
+
+
+def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
+    """One mapping of our errors to status codes, shared by every RPC."""
+    if isinstance(exc, RequestError):
+        code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.INVALID_ARGUMENT
+        context.abort(code, str(exc))
+    if isinstance(exc, AgentError):
+        context.abort(grpc.StatusCode.UNAVAILABLE if exc.unavailable else exc.code, str(exc))
+    if isinstance(exc, domain_view.LibvirtUnavailable):
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    raise exc
+
+
+def _guarded(fn: Callable) -> Callable:
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except (RequestError, AgentError, domain_view.LibvirtUnavailable) as exc:
+            _abort_for(context, exc)
+    return wrapper
+
+
+class ManagerService(manager_pb2_grpc.ManagerServiceServicer):
+    """The original API: synchronous like the original, so existing clients see no difference."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    @_guarded
+    def Run(self, request: manager_pb2.RunRequest, context: grpc.ServicerContext) -> manager_pb2.RunResponse:
+        fields = {"name": request.name, "description": request.description, "status": request.status,
+                  "owner": request.owner, "datasets": list(request.datasets), "algorithms": list(request.algorithms),
+                  "dataset_providers": list(request.dataset_providers),
+                  "algorithm_providers": list(request.algorithm_providers),
+                  "result_consumers": list(request.result_consumers), "ttl": request.ttl}
+        if request.HasField("start_time"):
+            fields["start_time"] = request.start_time.ToJsonString()
+        if request.HasField("end_time"):
+            fields["end_time"] = request.end_time.ToJsonString()
+        return manager_pb2.RunResponse(ID=self.s.runs.run(fields, require_positive_ttl=True))
+
+    @_guarded
+    def CreateDomain(self, request: manager_pb2.CreateDomainRequest,
+                     context: grpc.ServicerContext) -> manager_pb2.CreateDomainResponse:
+        job, _ = self.s.domains.create(request.pool, request.volume, request.domain)
+        if not self.s.domains.wait(job):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"job {job.id} still {job.state}")
+        if job.state != jobs.SUCCESSFUL:
+            code = grpc.StatusCode.ABORTED if job.state == jobs.CANCELED else grpc.StatusCode.INTERNAL
+            context.abort(code, f"create_domain {job.state}: {job.error} (job {job.id})")
+        return manager_pb2.CreateDomainResponse(name=job.result or job.target)
+
+
+class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    @_guarded
+    def CreateDomainAsync(self, request: manager_pb2.CreateDomainRequest, context: grpc.ServicerContext):
+        return job_message(self.s.domains.create(request.pool, request.volume, request.domain)[0])
+
+    @_guarded
+    def DeleteDomain(self, request, context):
+        if domain_view.get_domain(self.s.config.libvirt_uri, request.name) is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"domain {request.name!r} not found")
+        return job_message(self.s.domains.delete(request.name)[0])
+
+    @_guarded
+    def ListDomains(self, request, context):
+        return manager_v1_pb2.ListDomainsResponse(
+            domains=[domain_message(d) for d in domain_view.list_domains(self.s.config.libvirt_uri)])
+
+    @_guarded
+    def GetDomain(self, request, context):
+        found = domain_view.get_domain(self.s.config.libvirt_uri, request.name)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"domain {request.name!r} not found")
+        return domain_message(found)
+
+    def _job(self, job_id: str, context: grpc.ServicerContext) -> jobs.Job:
+        job = self.s.store.get(job_id)
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found")
+            raise AssertionError("abort raises")  # tells the type checker abort never returns
+        return job
+
+    def GetJob(self, request, context):
+        return job_message(self._job(request.id, context))
+
+    def ListJobs(self, request, context):
+        return manager_v1_pb2.ListJobsResponse(jobs=[job_message(j) for j in self.s.store.list()])
+
+    def WatchJob(self, request, context) -> Iterator[manager_v1_pb2.JobEvent]:
+        job = self._job(request.id, context)
+        for event in job.follow(request.after_seq, heartbeat=1.0):
+            if not context.is_active():
+                return
+            if event is not None:
+                yield event_message(event)
+
+    def CancelJob(self, request, context):
+        job = self._job(request.id, context)
+        if job.done:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"job {request.id} already {job.state}")
+        self.s.store.cancel(job)
+        return job_message(job)
+
+
+class _Interceptor(grpc.ServerInterceptor):
+    """Bearer auth (health exempt) and per-method request metrics."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def intercept_service(self, continuation, details):
+        method = details.method
+        token = self.s.config.token
+        if token and not method.startswith(_HEALTH_PREFIX) and "ServerReflection" not in method:
+            given = dict(details.invocation_metadata).get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _deny(self.s, method)
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self._timed(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+
+    def _timed(self, method: str, behaviour: Callable) -> Callable:
+        def wrapper(request, context):
+            start = time.perf_counter()
+            status = "OK"
+            try:
+                return behaviour(request, context)
+            except BaseException:
+                status = "ERROR"
+                raise
+            finally:
+                code = context.code() if hasattr(context, "code") else None
+                status = code.name if isinstance(code, grpc.StatusCode) else status
+                self.s.metrics.observe("grpc", "POST", method, status, time.perf_counter() - start)
+        return wrapper
+
+
+def _deny(services: Services, method: str) -> grpc.RpcMethodHandler:
+    def deny(request, context):
+        services.metrics.observe("grpc", "POST", method, "UNAUTHENTICATED", 0.0)
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token in authorization metadata")
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def build_server(services: Services, max_workers: int = 16) -> tuple[grpc.Server, int]:
+    """Create and start the server; returns it with the bound port (useful when the configured port is 0)."""
+    cfg = services.config
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+                         interceptors=[_Interceptor(services)])
+    manager_pb2_grpc.add_ManagerServiceServicer_to_server(ManagerService(services), server)
+    manager_v1_pb2_grpc.add_ManagerServiceServicer_to_server(ManagerV1Service(services), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (manager_pb2.DESCRIPTOR.services_by_name["ManagerService"].full_name,
+             manager_v1_pb2.DESCRIPTOR.services_by_name["ManagerService"].full_name,
+             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+    address = f"{cfg.grpc_host}:{cfg.grpc_port}"
+    if cfg.tls:
+        creds = grpc.ssl_server_credentials([(_read(cfg.server_key), _read(cfg.server_cert))])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    server.start()
+    for name in ("", *names):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+def _read(path: str | None) -> bytes:
+    with open(str(path), "rb") as handle:
+        return handle.read()

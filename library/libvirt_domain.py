@@ -1,0 +1,335 @@
+#!/usr/bin/python
+"""Ansible module libvirt_domain: documentation, argument_spec and main(); the logic is in module_utils."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: libvirt_domain
+short_description: Converge a libvirt domain (definition, run state, autostart)
+description:
+  - Defines a domain from O(xml) or from structured options and keeps it converged.
+  - >-
+    Comparison is semantic: the desired definition must be contained in libvirt's inactive XML.
+    Whatever libvirt fills in by itself (uuid, MAC and PCI/drive addresses, aliases, default
+    controllers, inputs, console, audio, currentMemory, cpu, clock, on_* defaults) never counts as a
+    change; memory units are normalised and machine aliases such as C(pc) match the versioned
+    machine libvirt stores. Disks, interfaces, serial ports, boot devices and C(qemu:commandline)
+    arguments are compared as whole lists, so removing one is a change too.
+  - A changed definition is redefined in place, keeping the UUID and interface MAC addresses.
+  - The difference is computed once and used for check mode, diff mode and the real run.
+version_added: "0.1.0"
+author: Cocos AI Manager engineers
+requirements:
+  - libvirt-python
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: before/after show run state, autostart and the compared part of the definition.
+  idempotent:
+    support: full
+options:
+  uri:
+    description: libvirt connection URI.
+    type: str
+    default: qemu:///system
+  name:
+    description: Domain name.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) defined, run state left alone; V(running); V(paused);
+        V(shutdown) graceful ACPI power-off, waiting O(wait_timeout) seconds;
+        V(destroyed) forced power-off; V(absent) powered off and undefined.
+      - V(absent) removes managed save, snapshot and checkpoint metadata, NVRAM and TPM state with
+        the definition. V(absent) on a missing domain is not a change.
+    type: str
+    choices: [present, running, shutdown, destroyed, paused, absent]
+    default: present
+  xml:
+    description:
+      - A whole domain definition. Its C(<name>) must equal O(name) (it is added when missing).
+      - Mutually exclusive with the structured options.
+    type: str
+  domain_type:
+    description:
+      - Hypervisor type. V(auto) picks V(kvm) only when /dev/kvm is usable, the loaded KVM is not
+        the paravirtual C(kvm_pvm) (which hangs standard guest kernels) and libvirt offers kvm;
+        otherwise V(qemu) (TCG). For a remote O(uri) only libvirt's capabilities decide.
+      - Defaults to V(auto) when a definition is built from options.
+    type: str
+    choices: [kvm, qemu, auto]
+  memory:
+    description:
+      - Guest memory with libvirt's units (V(512MiB), V(1 GiB), V(2G)); a bare number is KiB, as in
+        libvirt's C(<memory>) element. Required to build a definition from options.
+    type: str
+  vcpus:
+    description: Number of virtual CPUs (1 when a definition is built from options).
+    type: int
+  machine:
+    description: Machine type, e.g. V(q35) or V(pc); libvirt's default when unset.
+    type: str
+  disks:
+    description: Disks and cdroms, in order. Targets are assigned per bus (vda, vdb, sda, ...) unless given.
+    type: list
+    elements: dict
+    suboptions:
+      pool:
+        description: Storage pool of the volume; must exist (with the volume) before the domain is defined.
+        type: str
+      volume:
+        description: Volume name in O(disks[].pool).
+        type: str
+      path:
+        description: Image file path, instead of a pool volume.
+        type: str
+      format:
+        description: Image format; defaults to the volume's own format, else V(raw) for cdroms and V(qcow2).
+        type: str
+      bus:
+        description: Disk bus; V(virtio) for disks and V(sata) for cdroms by default.
+        type: str
+        choices: [virtio, sata, scsi, ide, usb]
+      device:
+        description: Device kind. An empty cdrom needs neither pool nor path.
+        type: str
+        choices: [disk, cdrom]
+        default: disk
+      readonly:
+        description: Read-only disk (cdroms always are).
+        type: bool
+        default: false
+      boot_order:
+        description: Per-device boot order; cannot be combined with O(boot).
+        type: int
+      target:
+        description: Target device name, e.g. V(vdb).
+        type: str
+  boot:
+    description: BIOS boot devices in order; V([hd]) when neither this nor a disk's boot_order is set.
+    type: list
+    elements: str
+  interfaces:
+    description:
+      - Network interfaces. V(network) attaches to a libvirt network.
+      - V(user) is QEMU user-mode networking written as C(<qemu:commandline>)
+        (C(-netdev user,id=nN,hostfwd=...) and C(-device virtio-net-pci,netdev=nN,addr=0x1N)) with
+        C(<memballoon model='none'/>), because libvirt 9.0 has no passt backend.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: Interface kind.
+        type: str
+        choices: [network, user]
+        default: network
+      network:
+        description: libvirt network name (type network).
+        type: str
+      model:
+        description: NIC model for type network.
+        type: str
+        default: virtio
+      mac:
+        description: Fixed MAC address; otherwise libvirt's generated one is kept across redefinitions.
+        type: str
+      port_forwards:
+        description: Host-to-guest forwards for type user. Host ports must be unique.
+        type: list
+        elements: dict
+        suboptions:
+          host_address:
+            description: Host address to bind; loopback by default so the guest is not exposed.
+            type: str
+            default: 127.0.0.1
+          host_port:
+            description: Host port, 1-65535.
+            type: int
+            required: true
+          guest_port:
+            description: Guest port, 1-65535.
+            type: int
+            required: true
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [tcp, udp]
+            default: tcp
+  serial_log:
+    description:
+      - Copy the serial console into this file (a pty serial port with C(<log file=...>)), so
+        C(virsh console) keeps working. The file's directory is created when O(uri) is local.
+    type: path
+  autostart:
+    description: Start the domain with libvirtd. Unset leaves it as it is.
+    type: bool
+  allow_restart:
+    description:
+      - When the running guest runs an older definition, restart it (graceful shutdown, destroy
+        after O(wait_timeout), start). Without it the result says RV(restart_required=true).
+    type: bool
+    default: false
+  force_shutdown:
+    description:
+      - With O(state=shutdown), destroy the domain when the guest has not powered off after
+        O(wait_timeout) seconds. Without it the task fails and the guest keeps running.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait for a requested state (graceful shutdown in particular).
+    type: int
+    default: 60
+  remove_storage:
+    description:
+      - With O(state=absent), also delete the pool volumes behind the domain's C(device=disk)
+        disks (by pool/volume or by a path that is a pool volume). cdroms are never removed (ISO
+        images are usually shared). Paths that are no pool volume are kept and listed in RV(kept_storage).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: A TCG guest booting the Cocos ISO, agent reachable on 127.0.0.1:7020
+  libvirt_domain:
+    name: cocos-vm-1
+    state: running
+    domain_type: auto
+    memory: 1GiB
+    vcpus: 2
+    disks:
+      - {pool: virtimages, volume: cocos-vm-1.qcow2}
+      - {device: cdrom, path: /var/lib/cocos/iso/cocos-guest.iso, boot_order: 1}
+    interfaces:
+      - type: user
+        port_forwards:
+          - {host_port: 7020, guest_port: 7002}
+    serial_log: /var/log/cocos/cocos-vm-1.log
+    autostart: true
+
+- name: Grow memory; restart the guest only because we say so
+  libvirt_domain:
+    name: cocos-vm-1
+    state: running
+    memory: 2GiB
+    vcpus: 2
+    allow_restart: true
+
+- name: Define from a whole XML document
+  libvirt_domain:
+    name: cocos-vm-2
+    xml: "{{ lookup('ansible.builtin.file', 'dom.xml') }}"
+
+- name: Gone, with its disk volumes
+  libvirt_domain:
+    name: cocos-vm-1
+    state: absent
+    remove_storage: true
+"""
+
+RETURN = r"""
+domain:
+  description: The domain after the run (in check mode, as it would be).
+  returned: always
+  type: dict
+  contains:
+    name: {description: Domain name., type: str}
+    uuid: {description: UUID (null in check mode for a domain not yet defined)., type: str}
+    state: {description: "running, paused, shutoff, crashed, pmsuspended or absent.", type: str}
+    autostart: {description: Whether libvirtd starts it., type: bool}
+    memory: {description: Memory in bytes., type: int}
+    vcpus: {description: Virtual CPUs., type: int}
+    xml: {description: libvirt's inactive XML., type: str}
+    disks: {description: "Disks: target, device, bus, format, path, pool, volume.", type: list}
+    interfaces: {description: Network interfaces including user-mode ones from qemu:commandline., type: list}
+    forwarded_ports:
+      description: Port forwards of user-mode networking.
+      type: list
+      sample: [{host_address: 127.0.0.1, host_port: 7020, guest_port: 7002, protocol: tcp}]
+    restart_required: {description: Same as the top-level value., type: bool}
+restart_required:
+  description: The guest is active and runs an older definition; restart it (or pass allow_restart).
+  returned: always
+  type: bool
+actions:
+  description: What the run did (or, in check mode, would do), e.g. [redefine, start].
+  returned: unless state=absent
+  type: list
+  elements: str
+removed_volumes:
+  description: Paths of the volumes deleted with O(remove_storage=true).
+  returned: state=absent
+  type: list
+  elements: str
+kept_storage:
+  description: Disk sources that are no pool volume and were kept.
+  returned: state=absent and the domain existed
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.cocos_libvirt.common import COMMON_ARGS, run_module  # noqa: E402
+from ansible.module_utils.cocos_libvirt.domain import DomainManager  # noqa: E402
+
+STRUCTURED = ["domain_type", "memory", "vcpus", "machine", "disks", "boot", "interfaces", "serial_log"]
+
+PORT_FORWARD = {
+    "host_address": {"type": "str", "default": "127.0.0.1"},
+    "host_port": {"type": "int", "required": True},
+    "guest_port": {"type": "int", "required": True},
+    "protocol": {"type": "str", "choices": ["tcp", "udp"], "default": "tcp"},
+}
+
+DISK = {
+    "pool": {"type": "str"},
+    "volume": {"type": "str"},
+    "path": {"type": "str"},
+    "format": {"type": "str"},
+    "bus": {"type": "str", "choices": ["virtio", "sata", "scsi", "ide", "usb"]},
+    "device": {"type": "str", "choices": ["disk", "cdrom"], "default": "disk"},
+    "readonly": {"type": "bool", "default": False},
+    "boot_order": {"type": "int"},
+    "target": {"type": "str"},
+}
+
+INTERFACE = {
+    "type": {"type": "str", "choices": ["network", "user"], "default": "network"},
+    "network": {"type": "str"},
+    "model": {"type": "str", "default": "virtio"},
+    "mac": {"type": "str"},
+    "port_forwards": {"type": "list", "elements": "dict", "options": PORT_FORWARD},
+}
+
+ARGUMENT_SPEC = dict(
+    COMMON_ARGS,
+    name={"type": "str", "required": True},
+    state={"type": "str", "default": "present",
+           "choices": ["present", "running", "shutdown", "destroyed", "paused", "absent"]},
+    xml={"type": "str"},
+    domain_type={"type": "str", "choices": ["kvm", "qemu", "auto"]},
+    memory={"type": "str"},
+    vcpus={"type": "int"},
+    machine={"type": "str"},
+    disks={"type": "list", "elements": "dict", "options": DISK},
+    boot={"type": "list", "elements": "str"},
+    interfaces={"type": "list", "elements": "dict", "options": INTERFACE},
+    serial_log={"type": "path"},
+    autostart={"type": "bool"},
+    allow_restart={"type": "bool", "default": False},
+    force_shutdown={"type": "bool", "default": False},
+    wait_timeout={"type": "int", "default": 60},
+    remove_storage={"type": "bool", "default": False},
+)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=[("xml", option) for option in STRUCTURED])
+    run_module(module, DomainManager)
+
+
+if __name__ == "__main__":
+    main()

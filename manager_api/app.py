@@ -24,7 +24,8 @@ HEALTH_TYPE = "application/health+json"
 
 
 def create_app(services: Services) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle(catchall=True)
+    app.config["json.enable"] = False  # every reply is built by json_response, with its content type
     app.config["cocos.services"] = services
     install_error_handlers(app)
     app.install(RequestIdPlugin())

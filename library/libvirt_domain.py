@@ -255,7 +255,7 @@ restart_required:
   type: bool
 actions:
   description: What the run did (or, in check mode, would do), e.g. [redefine, start].
-  returned: unless state=absent
+  returned: always
   type: list
   elements: str
 removed_volumes:

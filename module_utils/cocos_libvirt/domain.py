@@ -358,7 +358,7 @@ class DomainManager:
         if action == "start":
             dom.create()
         elif action == "start_paused":
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+            start_paused(dom)
         elif action == "resume":
             dom.resume()
         elif action == "wakeup":
@@ -413,7 +413,7 @@ class DomainManager:
         if state_name(dom) in ACTIVE:
             self._shutdown(dom, force=True)
         if into == "paused":
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+            start_paused(dom)
         else:
             dom.create()
         self._wait_settled(dom, "start_paused" if into == "paused" else "start")
@@ -423,13 +423,15 @@ class DomainManager:
     def _absent(self, dom: Any) -> dict[str, Any]:
         if dom is None:
             return {"changed": False, "domain": {"name": self.name, "state": "absent"}, "removed_volumes": [],
-                    "restart_required": False}
+                    "restart_required": False, "actions": []}
         xml_text = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         cur_state = state_name(dom)
         volumes, kept = self._storage(ET.fromstring(xml_text)) if self.params.get("remove_storage") else ([], [])
         result: dict[str, Any] = {"changed": True, "domain": {"name": self.name, "state": "absent"},
                                   "removed_volumes": [v.path() for v in volumes], "kept_storage": kept,
-                                  "restart_required": False}
+                                  "restart_required": False,
+                                  "actions": (["destroy"] if cur_state in ACTIVE else []) + ["undefine"] +
+                                  (["delete_volumes"] if volumes else [])}
         if self.want_diff:
             result["diff"] = {"before": self._diff_text(cur_state, bool(dom.autostart()), xml_text, True),
                               "after": ""}
@@ -543,3 +545,14 @@ def undefine(dom: Any) -> None:
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+
+
+def start_paused(dom: Any) -> None:
+    """Start without running a single guest instruction; drivers without the flag start, then pause."""
+    try:
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+            raise
+        dom.create()
+        dom.suspend()

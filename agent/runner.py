@@ -9,10 +9,10 @@ RESULT_PATH at a root-only file and receive it as its "result").
 import logging
 import os
 import pwd
-import resource
+import select
+import shutil
 import signal
 import stat
-import subprocess
 import threading
 from dataclasses import dataclass
 from typing import IO
@@ -57,15 +57,25 @@ def resolve_identity(user: str) -> Identity | None:
     return Identity(entry.pw_uid, entry.pw_gid, user)
 
 
-def _limit_child(memory: int, output: int, processes: int) -> None:
-    """Runs in the child between fork and exec; only async-signal-safe-ish C calls, no Python locks."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # +1 so a result of exactly the limit is allowed and anything bigger is detectable afterwards.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (output + 1, output + 1))
-    if memory:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    if processes:
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+# The agent never forks: gRPC's fork handlers crash a forked copy of the threaded server at random (SIGSEGV seen
+# here). posix_spawn starts this tiny launcher instead, which applies limits and identity, then execs the algorithm.
+LAUNCHER = """
+import os, resource, sys
+run_dir, uid, gid, memory, output, processes = sys.argv[1], *(int(value) for value in sys.argv[2:7])
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+resource.setrlimit(resource.RLIMIT_FSIZE, (output, output))
+if memory:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+if processes:
+    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+if uid >= 0:
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+os.chdir(run_dir)
+os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+os.execv(sys.argv[7], sys.argv[7:])
+"""
 
 
 class Runner:
@@ -117,50 +127,53 @@ class Runner:
             "RESULT_PATH": result_path,
         }
 
-    def _spawn(self, job: Job, result_path: str, out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
+    def _argv(self, job: Job, python: str) -> list[str]:
         ident = self._identity
-        limits = (self._config.max_memory_bytes, self._config.max_output_bytes, MAX_PROCESSES if ident else 0)
+        uid, gid = (ident.uid, ident.gid) if ident else (-1, -1)
+        # +1 so a result of exactly the limit is allowed and anything bigger is detectable afterwards.
+        limits = (self._config.max_memory_bytes, self._config.max_output_bytes + 1, MAX_PROCESSES if ident else 0)
+        numbers = [str(value) for value in (uid, gid, *limits)]
+        return [python, "-I", "-S", "-c", LAUNCHER, job.run_dir, *numbers, python, job.algorithm, *job.datasets]
+
+    def _spawn(self, job: Job, result_path: str, out: IO[bytes], err: IO[bytes]) -> int:
+        python = shutil.which(self._config.python, path=SAFE_PATH)
+        if python is None:
+            raise AgentError(f"cannot start the algorithm: {self._config.python!r} not found on {SAFE_PATH}")
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
+        ]
+        env = self._environment(job, result_path)
         try:
-            return subprocess.Popen(
-                [self._config.python, job.algorithm, *job.datasets],
-                cwd=job.run_dir,
-                env=self._environment(job, result_path),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                user=ident.uid if ident else None,
-                group=ident.gid if ident else None,
-                extra_groups=[] if ident else None,
-                preexec_fn=lambda: _limit_child(*limits),
-            )
+            # setsid: the algorithm leads its own process group, so a kill reaches everything it started.
+            return os.posix_spawn(python, self._argv(job, python), env, file_actions=actions, setsid=True)
         except OSError as exc:
-            raise AgentError(f"cannot start the algorithm with {self._config.python!r}: {exc.strerror}") from None
+            raise AgentError(f"cannot start the algorithm with {python!r}: {exc.strerror}") from None
 
     def _execute(self, job: Job, result_path: str, out: IO[bytes], err: IO[bytes]) -> int:
         with self._lock:
             if self._stopped:
                 raise AgentError("the agent is shutting down")
-            proc = self._spawn(job, result_path, out, err)
-            self._active.add(proc.pid)
+            pid = self._spawn(job, result_path, out, err)
+            self._active.add(pid)
         try:
-            return self._wait(proc, job.ttl)
+            return self._wait(pid, job.ttl)
         finally:
             with self._lock:
-                self._active.discard(proc.pid)
+                self._active.discard(pid)
 
-    def _wait(self, proc: subprocess.Popen[bytes], ttl: float) -> int:
-        log.info("algorithm started", extra={"pid": proc.pid, "ttl": ttl})
-        try:
-            returncode = proc.wait(timeout=ttl)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
-            proc.wait()
-            log.warning("algorithm killed at ttl", extra={"pid": proc.pid, "ttl": ttl})
-            raise AlgorithmTimedOut(f"algorithm exceeded the computation's ttl of {ttl:g} s and was killed") from None
-        # Children it left behind in its session would keep running (and writing); end them too.
-        _kill_group(proc.pid)
-        log.info("algorithm exited", extra={"pid": proc.pid, "returncode": returncode})
+    def _wait(self, pid: int, ttl: float) -> int:
+        log.info("algorithm started", extra={"pid": pid, "ttl": ttl})
+        exited = _exited_within(pid, ttl)
+        # Kill the group before reaping: the unreaped leader keeps the id from being reused, and children it left
+        # behind would otherwise keep running (and writing).
+        _kill_group(pid)
+        returncode = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if not exited:
+            log.warning("algorithm killed at ttl", extra={"pid": pid, "ttl": ttl})
+            raise AlgorithmTimedOut(f"algorithm exceeded the computation's ttl of {ttl:g} s and was killed")
+        log.info("algorithm exited", extra={"pid": pid, "returncode": returncode})
         return returncode
 
     def _check_output(self, *paths: str) -> None:
@@ -180,6 +193,16 @@ class Runner:
         data = _read_file(path)
         tail = data[-self._config.stderr_tail_bytes :].decode("utf-8", errors="replace").strip()
         return f"stderr tail: {tail}" if tail else "stderr was empty"
+
+
+def _exited_within(pid: int, seconds: float) -> bool:
+    """Wait for the child to exit without reaping it (a pidfd turns readable at exit)."""
+    fd = os.pidfd_open(pid)
+    try:
+        readable, _, _ = select.select([fd], [], [], seconds)
+    finally:
+        os.close(fd)
+    return bool(readable)
 
 
 def _kill_group(pgid: int) -> None:

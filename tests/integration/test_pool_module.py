@@ -1,0 +1,45 @@
+"""libvirt_pool through ansible against qemu:///system: four runs, drift, bad input."""
+import os
+import subprocess
+
+import pytest
+from stor_common import assert_fails_cleanly, four_runs, lv_fixture, run_module  # noqa: F401
+
+pytestmark = pytest.mark.system
+NAME = "ctest-stor-int-pool"
+
+
+def test_create_four_times_then_verify(lv):
+    path = os.path.join(lv.workdir, "p")
+    result = four_runs("libvirt_pool", {"name": NAME, "path": path, "autostart": True})
+    assert result["pool"]["path"] == path
+    pool = lv.storagePoolLookupByName(NAME)
+    assert pool.isActive() and pool.autostart() and os.path.isdir(path)
+
+
+def test_drift_is_converged(lv):
+    path = os.path.join(lv.workdir, "p")
+    args = {"name": NAME, "path": path, "autostart": True}
+    run_module("libvirt_pool", args)
+    subprocess.run(["virsh", "-c", "qemu:///system", "pool-destroy", NAME], check=True, capture_output=True)
+    subprocess.run(["virsh", "-c", "qemu:///system", "pool-autostart", NAME, "--disable"], check=True,
+                   capture_output=True)
+    assert run_module("libvirt_pool", args)["actions"] == ["start", "autostart"]
+    moved = os.path.join(lv.workdir, "q")
+    result = four_runs("libvirt_pool", dict(args, path=moved))
+    pool = lv.storagePoolLookupByName(NAME)
+    assert f"<path>{moved}</path>" in pool.XMLDesc(0) and os.path.isdir(moved) and pool.isActive()
+    assert result["pool"]["uuid"] == pool.UUIDString()
+
+
+def test_absent_with_delete(lv):
+    path = os.path.join(lv.workdir, "p")
+    run_module("libvirt_pool", {"name": NAME, "path": path})
+    four_runs("libvirt_pool", {"name": NAME, "state": "absent", "delete": True})
+    assert NAME not in [p.name() for p in lv.listAllStoragePools()] and not os.path.exists(path)
+
+
+def test_malformed_xml_changes_nothing(lv):
+    result = run_module("libvirt_pool", {"name": NAME, "xml": "<pool type='dir'><name>"})
+    assert_fails_cleanly(result, "malformed XML", NAME)
+    assert NAME not in [p.name() for p in lv.listAllStoragePools()]

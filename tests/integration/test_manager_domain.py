@@ -1,0 +1,262 @@
+"""POST /domain and friends on the real libvirtd: playbooks through ansible-runner, TCG guests, jobs and SSE.
+
+Every object is named ctest-mgr-<random> and removed at the end; the guest boots no OS (its cdrom is a small
+dummy file), so it costs little CPU while other areas' guests run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import libvirt
+import pytest
+from manager_support import curl_shell, make_config, manager_server, request
+
+from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
+
+pytestmark = pytest.mark.system
+URI = "qemu:///system"
+TEST_ROOT = Path("/var/lib/cocos-test/mgr")
+# The original README's command; the placeholders and the port are the only substitutions.
+README_DOMAIN = ("""curl -i -X POST -H "Content-Type: application/json" localhost:9021/domain -d '{"pool":"<path/to/pool.xml>", """
+                 """"volume":"<path/to/vol.xml>", "domain":"<path/to/dom.xml>"}'""")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_definitions(xml_dir: Path, tag: str, work: Path, fwd_port: int) -> dict:
+    names = {"pool": f"ctest-mgr-pool-{tag}", "volume": "ctest-mgr-boot.qcow2", "domain": f"ctest-mgr-dom-{tag}"}
+    dummy_iso = work / "dummy.iso"
+    dummy_iso.write_bytes(b"\0" * 4096)
+    (xml_dir / "pool.xml").write_text(
+        f"<pool type='dir'><name>{names['pool']}</name><target><path>{work / 'img'}</path></target></pool>")
+    (xml_dir / "vol.xml").write_text(
+        f"<volume><name>{names['volume']}</name><capacity unit='MiB'>16</capacity>"
+        "<target><format type='qcow2'/></target></volume>")
+    (xml_dir / "dom.xml").write_text(f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{names['domain']}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os>
+  <devices>
+    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='{dummy_iso}'/>
+      <target dev='hdc' bus='ide'/><readonly/></disk>
+    <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
+      <source pool='{names['pool']}' volume='{names['volume']}'/><target dev='vda' bus='virtio'/></disk>
+    <serial type='pty'><log file='{work / 'log' / 'serial.log'}' append='off'/><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-netdev'/><qemu:arg value='user,id=n0,hostfwd=tcp:127.0.0.1:{fwd_port}-:7002'/>
+    <qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,netdev=n0,addr=0x10'/>
+  </qemu:commandline>
+</domain>""")
+    return names
+
+
+def cleanup(names: dict) -> None:
+    conn = libvirt.open(URI)
+    try:
+        for lookup, finish in ((conn.lookupByName, _drop_domain), (conn.storagePoolLookupByName, _drop_pool)):
+            try:
+                finish(lookup(names["domain"] if finish is _drop_domain else names["pool"]))
+            except libvirt.libvirtError:
+                pass
+    finally:
+        conn.close()
+
+
+def _drop_domain(dom) -> None:
+    if dom.isActive():
+        dom.destroy()
+    dom.undefine()
+
+
+def _drop_pool(pool) -> None:
+    for vol in pool.listAllVolumes() if pool.isActive() else []:
+        vol.delete()
+    if pool.isActive():
+        pool.destroy()
+    pool.undefine()
+
+
+@pytest.fixture(scope="module")
+def env():
+    tag = uuid.uuid4().hex[:8]
+    work = TEST_ROOT / f"run-{tag}"
+    xml_dir = work / "xml"
+    xml_dir.mkdir(parents=True)
+    names = write_definitions(xml_dir, tag, work, free_port())
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    try:
+        with manager_server(make_config(xml_dir=str(xml_dir), libvirt_uri=URI, domain_timeout=300)) as mgr:
+            yield mgr, names, xml_dir
+    finally:
+        cleanup(names)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def libvirt_state(names: dict) -> dict:
+    conn = libvirt.openReadOnly(URI)
+    try:
+        out = {"domains": [d.name() for d in conn.listAllDomains() if d.name() == names["domain"]]}
+        if out["domains"]:
+            out["running"] = conn.lookupByName(names["domain"]).isActive() == 1
+        try:
+            out["volumes"] = conn.storagePoolLookupByName(names["pool"]).listVolumes()
+        except libvirt.libvirtError:
+            out["volumes"] = []
+        return out
+    finally:
+        conn.close()
+
+
+def jobs_for(mgr, target: str) -> list:
+    return [j for j in mgr.services.store.list() if j.target == target]
+
+
+def test_readme_domain_command_verbatim(env):
+    mgr, names, xml_dir = env
+    command = (README_DOMAIN.replace("localhost:9021", f"localhost:{mgr.http_port}")
+               .replace("<path/to/pool.xml>", str(xml_dir / "pool.xml"))
+               .replace("<path/to/vol.xml>", "vol.xml")  # relative: taken from CC_MANAGER_XML_DIR
+               .replace("<path/to/dom.xml>", str(xml_dir / "dom.xml")))
+    status, headers, body = curl_shell(command, timeout=300)
+    assert status == 200, body
+    assert headers["content-type"] == "application/json" and json.loads(body) == {"name": names["domain"]}
+    state = libvirt_state(names)
+    assert state["domains"] == [names["domain"]] and state["running"] and state["volumes"] == [names["volume"]]
+    assert jobs_for(mgr, names["domain"])[-1].changed >= 3  # pool, volume, domain were all created
+
+
+def test_repeat_reuses_the_domain_without_change(env):
+    mgr, names, _ = env
+    status, _, body = request("POST", mgr.base + "/domain", {"pool": "", "volume": "", "domain": ""}, timeout=300)
+    assert status == 200 and body == {"name": names["domain"]}
+    assert jobs_for(mgr, names["domain"])[-1].changed == 0
+
+
+def test_domain_listing_shows_forwarded_port(env):
+    mgr, names, xml_dir = env
+    status, _, body = request("GET", f"{mgr.base}/domains/{names['domain']}")
+    assert status == 200 and body["state"] == "running"
+    assert body["forwarded_ports"][0]["guest_port"] == 7002
+    assert body["forwarded_ports"][0]["host_address"] == "127.0.0.1"
+    _, _, listing = request("GET", mgr.base + "/domains")
+    assert names["domain"] in [d["name"] for d in listing["domains"]]
+
+
+def test_symlink_escape_is_refused(env):
+    mgr, _, xml_dir = env
+    link = xml_dir / "escape.xml"
+    link.symlink_to("/etc/hostname")
+    try:
+        status, _, body = request("POST", mgr.base + "/domain", {"domain": "escape.xml"})
+    finally:
+        link.unlink()
+    assert status == 400 and body["field"] == "domain" and "outside" in body["error"]
+
+
+def test_async_create_job_and_sse_events(env):
+    mgr, names, _ = env
+    status, headers, job = request("POST", mgr.base + "/domain?async=true", {})
+    assert status == 202 and job["state"] in ("queued", "running") and headers["Location"] == f"/jobs/{job['id']}"
+    with urllib.request.urlopen(f"{mgr.base}/jobs/{job['id']}/events", timeout=300) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        events = parse_sse(resp.read().decode())
+    kinds = [e["event"] for e in events]
+    assert "playbook_on_task_start" in kinds and "runner_on_ok" in kinds and kinds[-1] == "end"
+    tasks = {e["data"].get("task") for e in events if e["event"] == "playbook_on_task_start"}
+    assert "Domain is defined and running" in tasks
+    final = events[-1]["data"]
+    assert final["state"] == "successful" and final["changed"] == 0 and final["finished_at"] >= final["started_at"]
+    _, _, again = request("GET", f"{mgr.base}/jobs/{job['id']}")
+    assert again["state"] == "successful" and again["result"] == names["domain"]
+
+
+def parse_sse(text: str) -> list[dict]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":") and ": " in line)
+        if "data" in fields:
+            events.append({"event": fields.get("event", "message"), "data": json.loads(fields["data"])})
+    return events
+
+
+def test_delete_job_cancels(env):
+    mgr, names, _ = env
+    _, _, job = request("POST", mgr.base + "/domain?async=true", {})
+    time.sleep(0.3)
+    status, _, body = request("DELETE", f"{mgr.base}/jobs/{job['id']}")
+    assert status == 202
+    final = wait_job(mgr, job["id"])
+    assert final["state"] == "canceled" and final["error"]
+    assert request("DELETE", f"{mgr.base}/jobs/{job['id']}")[0] == 409
+
+
+def wait_job(mgr, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, _, body = request("GET", f"{mgr.base}/jobs/{job_id}")
+        if body["state"] in ("successful", "failed", "canceled"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not final after {timeout} s")
+
+
+def test_grpc_create_domain_and_async_watch(env):
+    mgr, names, _ = env
+    with grpc.insecure_channel(mgr.grpc_target) as chan:
+        reply = manager_pb2_grpc.ManagerServiceStub(chan).CreateDomain(manager_pb2.CreateDomainRequest(), timeout=300)
+        assert reply.name == names["domain"]
+        v1 = manager_v1_pb2_grpc.ManagerServiceStub(chan)
+        job = v1.CreateDomainAsync(manager_pb2.CreateDomainRequest(domain="dom.xml"), timeout=30)
+        events = list(v1.WatchJob(manager_v1_pb2.WatchJobRequest(id=job.id), timeout=300))
+        assert events[-1].state == manager_v1_pb2.JOB_STATE_SUCCESSFUL
+        assert any(e.type == "playbook_on_task_start" for e in events)
+
+
+def test_delete_then_parallel_creates_converge_once(env):
+    mgr, names, _ = env
+    status, _, body = request("DELETE", f"{mgr.base}/domains/{names['domain']}", timeout=300)
+    assert status == 200 and body == {"name": names["domain"], "deleted": True}
+    state = libvirt_state(names)
+    assert state["domains"] == [] and state["volumes"] == []
+    assert request("DELETE", f"{mgr.base}/domains/{names['domain']}")[0] == 404
+
+    before = len(jobs_for(mgr, names["domain"]))
+    barrier = threading.Barrier(6)
+
+    def create(_):
+        barrier.wait()
+        return request("POST", mgr.base + "/domain", {}, timeout=300)
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(create, range(6)))
+    assert [r[0] for r in replies] == [200] * 6 and {r[2]["name"] for r in replies} == {names["domain"]}
+    new_jobs = jobs_for(mgr, names["domain"])[before:]
+    assert len(new_jobs) == 1 and new_jobs[0].kind == "create_domain" and new_jobs[0].changed >= 2
+    state = libvirt_state(names)
+    assert state["domains"] == [names["domain"]] and state["running"] and state["volumes"] == [names["volume"]]
+
+
+def test_failed_playbook_reports_the_task(env):
+    mgr, names, xml_dir = env
+    bad = xml_dir / "bad-dom.xml"
+    # Valid XML, invalid for libvirt: the failure comes from the domain task and must say so.
+    bad.write_text(f"<domain type='qemu'><name>ctest-mgr-bad-{os.getpid()}</name><memory>0</memory></domain>")
+    status, _, body = request("POST", mgr.base + "/domain", {"domain": "bad-dom.xml"}, timeout=300)
+    assert status == 500 and "Domain is defined and running" in body["error"] and body["job_id"]

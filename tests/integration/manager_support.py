@@ -10,9 +10,10 @@ import subprocess
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 

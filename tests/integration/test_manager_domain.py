@@ -26,9 +26,8 @@ from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_p
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
 TEST_ROOT = Path("/var/lib/cocos-test/mgr")
-# The original README's command; the placeholders and the port are the only substitutions.
-README_DOMAIN = ("""curl -i -X POST -H "Content-Type: application/json" localhost:9021/domain -d '{"pool":"<path/to/pool.xml>", """
-                 """"volume":"<path/to/vol.xml>", "domain":"<path/to/dom.xml>"}'""")
+# The original README's command, one line as there; the placeholders and the port are the only substitutions.
+README_DOMAIN = """curl -i -X POST -H "Content-Type: application/json" localhost:9021/domain -d '{"pool":"<path/to/pool.xml>", "volume":"<path/to/vol.xml>", "domain":"<path/to/dom.xml>"}'"""  # noqa: E501
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """Run validation and the computation document sent to the agent."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ VALID = {"name": "r", "owner": "o", "datasets": ["d"], "algorithms": ["a"], "ttl
 
 
 def test_computation_document():
-    now = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    now = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     doc = build_computation({**VALID, "description": "x", "result_consumers": ["c"]}, "id-1", now)
     assert doc == {"id": "id-1", "name": "r", "description": "x", "status": "executing", "owner": "o",
                    "start_time": "2024-01-02T03:04:05Z", "end_time": "2024-01-02T03:05:05Z",

@@ -23,6 +23,11 @@ STATE_NAMES = {0: "nostate", 1: "running", 2: "running", 3: "paused", 4: "shutti
 ACTIVE = {"running", "paused", "shutting_down", "pmsuspended"}
 POLL_SECONDS = 0.2
 
+if libvirt is not None:
+    # libvirt prints every error to stderr by default, including the "no such domain" every first run
+    # expects; errors reach users through exceptions and fail_json instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
 
 # ---- domain type `auto` ------------------------------------------------------------------------
 
@@ -54,7 +59,7 @@ def caps_offer_kvm(caps_xml: str) -> bool:
 def machine_aliases(caps_xml: str) -> dict[str, str]:
     """Machine alias -> canonical versioned machine, e.g. pc -> pc-i440fx-7.2."""
     root = ET.fromstring(caps_xml)
-    return {m.text: m.get("canonical") for m in root.iter("machine") if m.get("canonical") and m.text}
+    return {m.text: m.get("canonical", "") for m in root.iter("machine") if m.get("canonical") and m.text}
 
 
 def is_local(uri: str) -> bool:
@@ -194,7 +199,7 @@ class DomainManager:
                 vol = self._volume(disk["pool"], disk["volume"], index)
                 fmt = ET.fromstring(vol.XMLDesc(0)).find("target/format")
                 if fmt is not None and fmt.get("type"):
-                    out[index] = fmt.get("type")
+                    out[index] = fmt.get("type", "")
         return out
 
     def _volume(self, pool_name: str, vol_name: str, index: Any) -> Any:

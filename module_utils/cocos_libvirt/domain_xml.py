@@ -37,7 +37,7 @@ def _has_unit(value: Any) -> bool:
     return isinstance(value, str) and any(ch.isalpha() for ch in value)
 
 
-def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str | None) -> ET.Element:
     elem = ET.SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
     if text is not None:
         elem.text = text
@@ -285,7 +285,8 @@ def interfaces(root: ET.Element) -> list[dict[str, Any]]:
     for flag, value in zip(args, args[1:], strict=False):
         if flag in ("-netdev", "-nic") and value.startswith("user"):
             ident = next((p[3:] for p in value.split(",") if p.startswith("id=")), None)
-            out.append({"type": "user", "id": ident, "port_forwards": _parse_hostfwds(value)})
+            user: dict[str, Any] = {"type": "user", "id": ident, "port_forwards": _parse_hostfwds(value)}
+            out.append(user)
     return out
 
 
@@ -300,5 +301,5 @@ def memory_bytes(root: ET.Element) -> int | None:
 
 
 def vcpus(root: ET.Element) -> int | None:
-    elem = root.find("vcpu")
-    return int(elem.text) if elem is not None and (elem.text or "").strip().isdigit() else None
+    text = (root.findtext("vcpu") or "").strip()
+    return int(text) if text.isdigit() else None

@@ -156,3 +156,13 @@ def test_bearer_token_required_except_health(agent):
         assert request("GET", mgr.base + "/metrics", headers={"Authorization": "Basic czNjcmV0"})[0] == 401
         status, _, reply = request("POST", mgr.base + "/run", VALID_RUN, headers={"Authorization": "Bearer s3cret"})
         assert status == 200 and reply["id"]
+
+
+def test_unexpected_error_is_json_500_without_traceback(manager, monkeypatch):
+    def broken(uri):
+        raise ValueError("internal detail that must stay in the log")
+    monkeypatch.setattr("manager_api.app.domain_view.list_domains", broken)
+    status, headers, body = request("GET", manager.base + "/domains")
+    assert status == 500 and headers["Content-Type"] == "application/json"
+    assert "internal detail" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+    assert body["request_id"] == headers["X-Request-Id"]

@@ -339,3 +339,20 @@ def test_info_reads_disks_and_resolves_volume_paths(conn):
         assert domain.DomainInfo(conn, SimpleNamespace(params={"name": "ctest-dom-none"})).run()["domains"] == []
     finally:
         vol.delete(0)
+
+
+def test_boot_default_added_by_libvirt_is_not_a_change_but_listed_boots_are_strict():
+    desired = ET.fromstring("<domain><os><type>hvm</type></os></domain>")
+    assert not differs(desired, "<domain><os><type arch='x86_64'>hvm</type><boot dev='hd'/></os></domain>")
+    listed = ET.fromstring("<domain><os><type>hvm</type><boot dev='cdrom'/></os></domain>")
+    assert differs(listed, "<domain><os><type>hvm</type><boot dev='cdrom'/><boot dev='hd'/></os></domain>")
+
+
+def test_keep_identity_carries_uuid_and_macs():
+    current = ("<domain><name>d</name><uuid>u-1</uuid><devices><interface type='network'>"
+               "<mac address='52:54:00:00:00:01'/><source network='n'/></interface></devices></domain>")
+    desired = domain_xml.build("d", {"memory": "64MiB", "interfaces": [{"network": "n"}]}, "qemu", {})
+    kept = domain.keep_identity(desired, current)
+    assert kept.findtext("uuid") == "u-1" and list(kept).index(kept.find("uuid")) == 1
+    assert kept.find("devices/interface/mac").get("address") == "52:54:00:00:00:01"
+    assert desired.find("uuid") is None  # the desired element itself is left alone

@@ -1,0 +1,89 @@
+"""Issue 2 benchmark: converge one pool, one volume, one domain cold, then 5 converged no-op runs.
+
+Prints the median no-op wall time and the median time per task as a Markdown table.
+Run from the repository root: .venv/bin/python bench/modules_noop.py [--runs 5] [--keep]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLAYBOOK = os.path.join(ROOT, "bench", "modules_noop.yml")
+
+
+def run_playbook(extra: list[str], times_file: str) -> tuple[float, str]:
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "bench", "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="task_timer", COCOS_TASK_TIMES=times_file,
+               PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""))
+    start = time.monotonic()
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), PLAYBOOK, *extra],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"playbook failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def changed_count(stdout: str) -> int:
+    for line in stdout.splitlines():
+        if line.startswith("localhost") and "changed=" in line:
+            return int(line.split("changed=")[1].split()[0])
+    raise ValueError("no play recap in output")
+
+
+def read_times(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="leave the benchmark objects defined")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cold_file = os.path.join(tmp, "cold.jsonl")
+        cold, out = run_playbook([], cold_file)
+        cold_changed = changed_count(out)
+        walls, per_task, changes = [], {}, []
+        for i in range(args.runs):
+            times_file = os.path.join(tmp, f"warm{i}.jsonl")
+            wall, out = run_playbook([], times_file)
+            walls.append(wall)
+            changes.append(changed_count(out))
+            for row in read_times(times_file):
+                per_task.setdefault(row["task"], []).append(row["seconds"])
+        if not args.keep:
+            cleanup()
+    print(f"cold converge: {cold:.2f} s (changed={cold_changed})")
+    print(f"converged no-op, median of {args.runs}: {statistics.median(walls):.2f} s "
+          f"(min {min(walls):.2f}, max {max(walls):.2f}); changed per run: {changes}")
+    print("| task | median s |\n|---|---|")
+    for task, secs in per_task.items():
+        print(f"| {task} | {statistics.median(secs):.3f} |")
+    if any(changes):
+        sys.exit("a converged run reported changes: not idempotent")
+
+
+def cleanup() -> None:
+    """Remove what the benchmark created, through the modules themselves."""
+    tasks = [
+        ("libvirt_domain", {"name": "ctest-bench-dom", "state": "absent", "remove_storage": True}),
+        ("libvirt_pool", {"name": "ctest-bench-pool", "state": "absent"}),
+    ]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    for module, margs in tasks:
+        subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-m", module,
+                        "-a", json.dumps(margs)], cwd=ROOT, env=env, capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    main()

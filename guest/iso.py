@@ -1,0 +1,64 @@
+"""A BIOS-bootable ISO (isolinux, El Torito no-emulation) holding the kernel and the initramfs."""
+
+import shutil
+from pathlib import Path
+
+from guest.proc import run
+
+ISOLINUX = Path("/usr/lib/ISOLINUX")  # Debian package isolinux
+SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")  # Debian package syslinux-common
+VOLUME_ID = "COCOS_GUEST"
+
+# console=ttyS0: the serial console is the guest's only output; quiet keeps kernel chatter (slow to
+# emulate) off it; panic=5 reboots rather than hanging if /init ever exits.
+KERNEL_CMDLINE = "console=ttyS0,115200 quiet panic=5"
+
+
+def isolinux_cfg(cmdline: str = KERNEL_CMDLINE) -> str:
+    """Boot straight into the guest: no prompt, no menu, isolinux itself talking on the serial port."""
+    return (
+        "SERIAL 0 115200\n"
+        "DEFAULT cocos\n"
+        "PROMPT 0\n"
+        "TIMEOUT 0\n"
+        "LABEL cocos\n"
+        "  KERNEL /boot/vmlinuz\n"
+        "  INITRD /boot/initrd.img\n"
+        f"  APPEND {cmdline}\n"
+    )
+
+
+def make_iso(vmlinuz: Path, initrd: Path, out: Path, workdir: Path) -> None:
+    tree = workdir / "iso"
+    (tree / "isolinux").mkdir(parents=True)
+    (tree / "boot").mkdir()
+    shutil.copyfile(ISOLINUX / "isolinux.bin", tree / "isolinux" / "isolinux.bin")
+    shutil.copyfile(SYSLINUX_BIOS / "ldlinux.c32", tree / "isolinux" / "ldlinux.c32")
+    (tree / "isolinux" / "isolinux.cfg").write_text(isolinux_cfg())
+    shutil.copyfile(vmlinuz, tree / "boot" / "vmlinuz")
+    shutil.copyfile(initrd, tree / "boot" / "initrd.img")
+    run(
+        [
+            "xorriso",
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-o",
+            str(out),
+            "-V",
+            VOLUME_ID,
+            "-J",
+            "-R",
+            "-b",
+            "isolinux/isolinux.bin",
+            "-c",
+            "isolinux/boot.cat",
+            "-no-emul-boot",
+            "-boot-load-size",
+            "4",
+            "-boot-info-table",
+            "-isohybrid-mbr",
+            str(ISOLINUX / "isohdpfx.bin"),
+            str(tree),
+        ]
+    )

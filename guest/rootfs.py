@@ -55,6 +55,12 @@ STRIP_GLOBS = (
     "usr/bin/pygettext3*",
     "usr/bin/update-alternatives",
     "sbin/start-stop-daemon",
+    # Databases nobody in the guest opens: sqlite3 and Berkeley DB, their libraries and extension modules.
+    f"usr/lib/python{GUEST_PYTHON}/sqlite3",
+    f"usr/lib/python{GUEST_PYTHON}/lib-dynload/_sqlite3*",
+    f"usr/lib/python{GUEST_PYTHON}/lib-dynload/_dbm*",
+    "usr/lib/x86_64-linux-gnu/libsqlite3*",
+    "usr/lib/x86_64-linux-gnu/libdb-*",
 )
 
 

@@ -1,0 +1,123 @@
+"""Run the built guest on libvirt for tests and benchmarks: one TCG domain, its files in one directory.
+
+Everything here talks to 127.0.0.1 only (the forwarded agent port); the guest's own address is never used.
+"""
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from guest.build import Guest
+from guest.contract import MARKER
+from guest.domain import domain_xml
+
+URI = "qemu:///system"
+
+
+class GuestTimeout(AssertionError):
+    """The guest did not reach a state in time; the message quotes the end of its console."""
+
+
+@dataclass
+class RunningGuest:
+    name: str
+    dom: object  # libvirt.virDomain
+    port: int
+    console: Path
+    workdir: Path
+    started: float  # time.monotonic() right before the domain was started
+    manifest: dict  # the build's manifest.json (kernel, agent included, sizes)
+
+
+def free_loopback_port() -> int:
+    """An ephemeral port that was free on 127.0.0.1 a moment ago (QEMU binds it right after)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def console_tail(console: Path, chars: int = 3000) -> str:
+    return console.read_text(errors="replace")[-chars:] if console.exists() else "(no console log yet)"
+
+
+def wait_for_console(console: Path, text: str, timeout: float) -> float:
+    """Seconds until `text` is on the console; GuestTimeout quoting the console otherwise."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if console.exists() and text in console.read_text(errors="replace"):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise GuestTimeout(f"{text!r} not on the console after {timeout} s; it ends with:\n{console_tail(console)}")
+
+
+def wait_for_agent(port: int, timeout: float) -> float:
+    """Seconds until the agent's gRPC health check answers SERVING on 127.0.0.1:port.
+
+    A TCP connect alone proves nothing: QEMU accepts on the host side even when nothing listens inside.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    started = time.monotonic()
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_http_proxy", 0)]) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic() - started
+            except grpc.RpcError:
+                if time.monotonic() - started > timeout:
+                    raise
+            time.sleep(0.2)
+
+
+def start(conn, name: str, built: Guest, workdir: Path, direct: bool = False, **xml_options) -> RunningGuest:
+    """Define and start `name` from copies of the build in workdir (libvirt relabels the files it boots).
+
+    direct=True boots vmlinuz + initrd.img without firmware, the ISO otherwise.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for source in (built.iso, built.vmlinuz, built.initrd) if direct else (built.iso,):
+        files[source.name] = workdir / source.name
+        shutil.copyfile(source, files[source.name])
+    console, port = workdir / "console.log", free_loopback_port()
+    if direct:
+        xml = domain_xml(name, None, port, console, kernel=files["vmlinuz"], initrd=files["initrd.img"], **xml_options)
+    else:
+        xml = domain_xml(name, files[built.iso.name], port, console, **xml_options)
+    dom = conn.defineXML(xml)
+    started = time.monotonic()
+    dom.create()
+    return RunningGuest(name, dom, port, console, workdir, started, built.manifest)
+
+
+def wait_for_marker(guest: RunningGuest, timeout: float) -> float:
+    """Seconds from start to COCOS-GUEST-READY."""
+    wait_for_console(guest.console, MARKER, timeout)
+    return time.monotonic() - guest.started
+
+
+def wait_for_shutoff(guest: RunningGuest, timeout: float) -> float:
+    started = time.monotonic()
+    while guest.dom.isActive():  # type: ignore[attr-defined]
+        if time.monotonic() - started > timeout:
+            raise GuestTimeout(f"{guest.name} still running after {timeout} s:\n{console_tail(guest.console)}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def remove(conn, name: str, workdir: Path) -> None:
+    """Destroy and undefine `name` if it exists, then delete its directory; safe to call twice."""
+    import libvirt
+
+    try:
+        dom = conn.lookupByName(name)
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+    except libvirt.libvirtError:
+        pass  # never defined, or already gone
+    shutil.rmtree(workdir, ignore_errors=True)

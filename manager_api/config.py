@@ -26,6 +26,10 @@ class Config:
     agent_grpc_url: str = "localhost:7002"
     agent_grpc_timeout: float = 5.0
     agent_retry_total: float = 30.0
+    # The agent's port inside the guest: the run goes to the host port a domain forwards to it.
+    agent_guest_port: int = 7002
+    # Largest algorithm or dataset upload; the agent's own default limit (AGENT_MAX_UPLOAD_BYTES) is the same.
+    max_upload_bytes: int = 64 * 1024 * 1024
     xml_dir: str = str(ROOT / "xml")
     xml_max_bytes: int = 256 * 1024
     max_body_bytes: int = 64 * 1024
@@ -104,6 +108,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "CC_MANAGER_AGENT_GRPC_URL": ("agent_grpc_url", _text),
     "CC_MANAGER_AGENT_GRPC_TIMEOUT": ("agent_grpc_timeout", _seconds),
     "CC_MANAGER_AGENT_RETRY_TOTAL": ("agent_retry_total", _seconds),
+    "CC_MANAGER_AGENT_GUEST_PORT": ("agent_guest_port", _port),
+    "CC_MANAGER_MAX_UPLOAD_BYTES": ("max_upload_bytes", _int),
     "CC_MANAGER_XML_DIR": ("xml_dir", _directory),
     "CC_MANAGER_XML_MAX_BYTES": ("xml_max_bytes", _int),
     "CC_MANAGER_MAX_BODY_BYTES": ("max_body_bytes", _int),

@@ -1,17 +1,36 @@
-"""Computation runs: validate, give an id, forward to the agent as the JSON document it expects."""
+"""Computation runs: validate, give an id, forward to the agent as the JSON document it expects, then carry the
+run's uploads and result between the user and that same agent.
+
+Each run remembers the agent address it was sent to. An agent holds one computation at a time (a new Run
+replaces the previous one and its uploads), so a run stays usable only while it is its agent's latest: calls for an
+older run are refused here with 409 instead of silently reaching the wrong computation.
+"""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
+
 from manager_api import schemas
-from manager_api.agent_client import AgentClient
+from manager_api.agent_client import AgentError, AgentPool
 from manager_api.domains import RequestError
 
 # The keys of the computation document, as the original manager marshalled its Computation struct.
 _LISTS = ("datasets", "algorithms", "dataset_providers", "algorithm_providers", "result_consumers")
+FORWARDED, RECEIVING, RUNNING, COMPLETE, FAILED, SUPERSEDED = (
+    "forwarded", "receiving", "running", "complete", "failed", "superseded")
+# The agent's verdicts on the algorithm itself: the run is over. Other errors (out of order, bad upload) leave it.
+_OUTCOME_CODES = frozenset({grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED,
+                            grpc.StatusCode.RESOURCE_EXHAUSTED})
+MAX_RUNS = 1000  # remembered runs; the oldest are forgotten first
+ALGORITHM, DATASET = "algorithm", "dataset"
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -35,16 +54,119 @@ def build_computation(fields: dict[str, Any], run_id: str, now: datetime | None 
     }
 
 
+@dataclass
+class Run:
+    id: str
+    name: str
+    agent: str
+    domain: str
+    ttl: int
+    state: str = FORWARDED
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    algorithm: str = ""
+    datasets: list[str] = field(default_factory=list)
+    error: str = ""
+    result_bytes: int | None = None
+    superseded_by: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "agent": self.agent, "domain": self.domain, "ttl": self.ttl,
+                "state": self.state, "created_at": self.created_at, "updated_at": self.updated_at,
+                "algorithm": self.algorithm, "datasets": list(self.datasets), "error": self.error,
+                "result_bytes": self.result_bytes, "superseded_by": self.superseded_by}
+
+
 class RunService:
-    def __init__(self, agent: AgentClient) -> None:
-        self.agent = agent
+    """What HTTP and gRPC both call. `locate(domain)` answers (agent address, domain name) for a new run."""
+
+    def __init__(self, agents: AgentPool, locate: Callable[[str | None], tuple[str, str]]) -> None:
+        self.agents = agents
+        self.locate = locate
+        self._lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+        self._latest: dict[str, str] = {}  # agent address -> id of the run it holds
+        self._address_locks: dict[str, threading.Lock] = {}
 
     def run(self, fields: dict[str, Any], require_positive_ttl: bool = False) -> str:
         """Forward a run and return its id; raises RequestError or AgentError."""
         schemas.validate(schemas.RUN, fields)
         if require_positive_ttl and int(fields.get("ttl") or 0) <= 0:
             raise RequestError("ttl", "must be greater than 0")
-        run_id = str(uuid.uuid4())
-        payload = json.dumps(build_computation(fields, run_id), separators=(",", ":")).encode()
-        self.agent.run(payload)
-        return run_id
+        address, domain = self.locate(fields.get("domain") or None)
+        run = Run(id=str(uuid.uuid4()), name=fields["name"], agent=address, domain=domain,
+                  ttl=int(fields.get("ttl") or 0))
+        payload = json.dumps(build_computation(fields, run.id), separators=(",", ":")).encode()
+        # Forwarding and recording happen under the address's lock, so "latest" is what the agent really holds.
+        with self._address_lock(address):
+            self.agents.get(address).run(payload)
+            self._record(run)
+        return run.id
+
+    def get(self, run_id: str) -> Run:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            raise RequestError("id", f"run {run_id!r} not found", status=404)
+        return run
+
+    def upload(self, run_id: str, kind: str, content: bytes) -> str:
+        """Forward an algorithm or dataset to the run's agent; returns the agent's content id (sha256)."""
+        run = self._usable(run_id)
+        client = self.agents.get(run.agent)
+        content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
+        with self._lock:
+            if kind == ALGORITHM:
+                run.algorithm = content_id
+            else:
+                run.datasets.append(content_id)
+            self._move(run, RECEIVING)
+        return content_id
+
+    def result(self, run_id: str) -> bytes:
+        """The run's result; the agent runs the algorithm on the first request (up to the run's ttl)."""
+        run = self._usable(run_id)
+        with self._lock:
+            before = run.state
+            self._move(run, RUNNING)
+        try:
+            file = self.agents.get(run.agent).result(wait=float(run.ttl))
+        except AgentError as exc:
+            with self._lock:
+                if exc.code in _OUTCOME_CODES and not exc.unavailable:
+                    run.error = str(exc)
+                    self._move(run, FAILED)
+                else:
+                    self._move(run, before)
+            raise
+        with self._lock:
+            run.result_bytes = len(file)
+            self._move(run, COMPLETE)
+        return file
+
+    def _usable(self, run_id: str) -> Run:
+        run = self.get(run_id)
+        if run.state == SUPERSEDED:
+            raise RequestError("id", f"run {run_id} was replaced on agent {run.agent} by run {run.superseded_by}; "
+                                     "the agent holds one computation at a time", status=409)
+        return run
+
+    def _record(self, run: Run) -> None:
+        with self._lock:
+            previous = self._runs.get(self._latest.get(run.agent, ""))
+            if previous is not None:
+                previous.superseded_by = run.id
+                self._move(previous, SUPERSEDED)
+            self._runs[run.id] = run
+            self._latest[run.agent] = run.id
+            for old in sorted(self._runs.values(), key=lambda r: r.created_at)[: max(len(self._runs) - MAX_RUNS, 0)]:
+                del self._runs[old.id]
+
+    def _address_lock(self, address: str) -> threading.Lock:
+        with self._lock:
+            return self._address_locks.setdefault(address, threading.Lock())
+
+    @staticmethod
+    def _move(run: Run, state: str) -> None:
+        run.state = state
+        run.updated_at = time.time()

@@ -25,6 +25,8 @@ RUN = {
         "algorithm_providers": _STRINGS,
         "result_consumers": _STRINGS,
         "ttl": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        # Our addition: the domain whose agent gets the run (see manager_api/agent_locator.py).
+        "domain": {"type": "string", "minLength": 1, "maxLength": 200},
     },
 }
 

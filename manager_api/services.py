@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from manager_api import __version__
-from manager_api.agent_client import AgentClient
+from manager_api.agent_client import AgentPool
+from manager_api.agent_locator import AgentLocator
 from manager_api.config import ROOT, Config
 from manager_api.domains import DomainService
 from manager_api.jobs import JobStore
@@ -29,12 +30,12 @@ class Services:
     store: JobStore
     domains: DomainService
     runs: RunService
-    agent: AgentClient
+    agents: AgentPool
     metrics: Metrics = field(default_factory=Metrics)
     build: dict = field(default_factory=dict)
 
     def close(self) -> None:
-        self.agent.close()
+        self.agents.close()
 
 
 def build_info() -> dict:
@@ -45,7 +46,7 @@ def build_info() -> dict:
 
 def build_services(config: Config) -> Services:
     store = JobStore()
-    agent = AgentClient(config.agent_grpc_url, config.agent_grpc_timeout, config.agent_retry_total)
+    agents = AgentPool(config.agent_grpc_timeout, config.agent_retry_total)
     domains = DomainService(config, store, PlaybookRunner(config.playbook_dir))
-    return Services(config=config, store=store, domains=domains, runs=RunService(agent), agent=agent,
-                    build=build_info())
+    runs = RunService(agents, AgentLocator(config, store).locate)
+    return Services(config=config, store=store, domains=domains, runs=runs, agents=agents, build=build_info())

@@ -64,7 +64,7 @@ def test_agent_that_boots_late_is_reached_by_retry():
         assert 1.4 <= elapsed < 6, elapsed
 
 
-def test_agent_error_is_502_not_retried():
+def test_agent_error_keeps_its_meaning_not_retried():
     class Refusing(grpc.GenericRpcHandler):
         calls = 0
 
@@ -81,7 +81,8 @@ def test_agent_error_is_502_not_retried():
     try:
         with manager_server(make_config(agent_grpc_url=f"127.0.0.1:{port}", agent_retry_total=5)) as mgr:
             status, _, body = request("POST", mgr.base + "/run", RUN)
-        assert status == 502 and "computation rejected" in body["error"] and body["agent_code"] == "INVALID_ARGUMENT"
+        # The agent judged the computation invalid: a client error (400), said by the agent, not a gateway fault.
+        assert status == 400 and "computation rejected" in body["error"] and body["agent_code"] == "INVALID_ARGUMENT"
         assert Refusing.calls == 1
     finally:
         server.stop(0)

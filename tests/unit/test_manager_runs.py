@@ -33,8 +33,7 @@ def test_schema_errors_name_the_field(body, field):
 
 
 def test_grpc_rule_requires_positive_ttl():
-    class NoAgent:
-        def run(self, payload):
-            raise AssertionError("must not be forwarded")
+    def no_agent(domain):
+        raise AssertionError("must not be located nor forwarded")
     with pytest.raises(RequestError, match="ttl"):
-        RunService(NoAgent()).run({**VALID, "ttl": 0}, require_positive_ttl=True)
+        RunService(None, no_agent).run({**VALID, "ttl": 0}, require_positive_ttl=True)

@@ -19,12 +19,29 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCESSFUL: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELED: _ClassVar[JobState]
+
+class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_STATE_UNSPECIFIED: _ClassVar[RunState]
+    RUN_STATE_FORWARDED: _ClassVar[RunState]
+    RUN_STATE_RECEIVING: _ClassVar[RunState]
+    RUN_STATE_RUNNING: _ClassVar[RunState]
+    RUN_STATE_COMPLETE: _ClassVar[RunState]
+    RUN_STATE_FAILED: _ClassVar[RunState]
+    RUN_STATE_SUPERSEDED: _ClassVar[RunState]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCESSFUL: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELED: JobState
+RUN_STATE_UNSPECIFIED: RunState
+RUN_STATE_FORWARDED: RunState
+RUN_STATE_RECEIVING: RunState
+RUN_STATE_RUNNING: RunState
+RUN_STATE_COMPLETE: RunState
+RUN_STATE_FAILED: RunState
+RUN_STATE_SUPERSEDED: RunState
 
 class Job(_message.Message):
     __slots__ = ("id", "kind", "target", "state", "created_at", "started_at", "finished_at", "changed", "ok", "failed", "error", "result", "event_count")
@@ -155,3 +172,69 @@ class CancelJobRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CreateRunRequest(_message.Message):
+    __slots__ = ("run", "domain")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    run: _manager_pb2.RunRequest
+    domain: str
+    def __init__(self, run: _Optional[_Union[_manager_pb2.RunRequest, _Mapping]] = ..., domain: _Optional[str] = ...) -> None: ...
+
+class Run(_message.Message):
+    __slots__ = ("id", "name", "agent", "domain", "ttl", "state", "created_at", "updated_at", "algorithm", "datasets", "error", "result_bytes", "superseded_by")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_BY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    agent: str
+    domain: str
+    ttl: int
+    state: RunState
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    algorithm: str
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    result_bytes: int
+    superseded_by: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., agent: _Optional[str] = ..., domain: _Optional[str] = ..., ttl: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithm: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., result_bytes: _Optional[int] = ..., superseded_by: _Optional[str] = ...) -> None: ...
+
+class GetRunRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UploadChunk(_message.Message):
+    __slots__ = ("run_id", "data")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    data: bytes
+    def __init__(self, run_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadReply(_message.Message):
+    __slots__ = ("id", "run")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    run: Run
+    def __init__(self, id: _Optional[str] = ..., run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class ResultChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

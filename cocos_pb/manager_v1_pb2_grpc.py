@@ -75,6 +75,31 @@ class ManagerServiceStub:
                 request_serializer=cocos__pb_dot_manager__v1__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=cocos__pb_dot_manager__v1__pb2.Job.FromString,
                 _registered_method=True)
+        self.CreateRun = channel.unary_unary(
+                '/cocos.manager.v1.ManagerService/CreateRun',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.CreateRunRequest.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.Run.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/cocos.manager.v1.ManagerService/GetRun',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.Run.FromString,
+                _registered_method=True)
+        self.UploadAlgorithm = channel.stream_unary(
+                '/cocos.manager.v1.ManagerService/UploadAlgorithm',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.UploadChunk.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.UploadReply.FromString,
+                _registered_method=True)
+        self.UploadDataset = channel.stream_unary(
+                '/cocos.manager.v1.ManagerService/UploadDataset',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.UploadChunk.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.UploadReply.FromString,
+                _registered_method=True)
+        self.GetResult = channel.unary_stream(
+                '/cocos.manager.v1.ManagerService/GetResult',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.ResultChunk.FromString,
+                _registered_method=True)
 
 
 class ManagerServiceServicer:
@@ -132,6 +157,43 @@ class ManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateRun(self, request, context):
+        """Forwards a run like manager_proto.ManagerService/Run, optionally to a named domain's agent, and answers the
+        run with the agent address it went to. Without a domain the agent is chosen as for Run (README).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadAlgorithm(self, request_iterator, context):
+        """Client-streaming uploads to the run's agent. The first chunk names the run (later chunks may leave run_id
+        empty); the agent's API is unary, so the chunks are joined and sent as one message, within
+        CC_MANAGER_MAX_UPLOAD_BYTES. Datasets reach the algorithm in upload order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadDataset(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResult(self, request, context):
+        """The run's result in chunks; the first request runs the algorithm on the agent (up to the run's ttl).
+        Agent errors keep their status: ABORTED (algorithm failed), DEADLINE_EXCEEDED (ttl), FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +236,31 @@ def add_ManagerServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=cocos__pb_dot_manager__v1__pb2.CancelJobRequest.FromString,
                     response_serializer=cocos__pb_dot_manager__v1__pb2.Job.SerializeToString,
+            ),
+            'CreateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRun,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.CreateRunRequest.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.Run.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.Run.SerializeToString,
+            ),
+            'UploadAlgorithm': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAlgorithm,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.UploadChunk.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.UploadReply.SerializeToString,
+            ),
+            'UploadDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadDataset,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.UploadChunk.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.UploadReply.SerializeToString,
+            ),
+            'GetResult': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetResult,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.ResultChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +479,141 @@ class ManagerService:
             '/cocos.manager.v1.ManagerService/CancelJob',
             cocos__pb_dot_manager__v1__pb2.CancelJobRequest.SerializeToString,
             cocos__pb_dot_manager__v1__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cocos.manager.v1.ManagerService/CreateRun',
+            cocos__pb_dot_manager__v1__pb2.CreateRunRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cocos.manager.v1.ManagerService/GetRun',
+            cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAlgorithm(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cocos.manager.v1.ManagerService/UploadAlgorithm',
+            cocos__pb_dot_manager__v1__pb2.UploadChunk.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.UploadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cocos.manager.v1.ManagerService/UploadDataset',
+            cocos__pb_dot_manager__v1__pb2.UploadChunk.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.UploadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cocos.manager.v1.ManagerService/GetResult',
+            cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.ResultChunk.FromString,
             options,
             channel_credentials,
             insecure,

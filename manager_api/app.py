@@ -8,7 +8,7 @@ from typing import Any
 
 import bottle
 
-from manager_api import domain_view, jobs, schemas
+from manager_api import domain_view, jobs, runs, schemas
 from manager_api.openapi import document
 from manager_api.plugins import (
     ApiError,
@@ -17,10 +17,12 @@ from manager_api.plugins import (
     RequestIdPlugin,
     install_error_handlers,
     json_response,
+    request_id,
 )
 from manager_api.services import Services
 
 HEALTH_TYPE = "application/health+json"
+OCTET_STREAM = "application/octet-stream"
 
 
 def create_app(services: Services) -> bottle.Bottle:
@@ -44,6 +46,10 @@ def _routes(app: bottle.Bottle, s: Services) -> None:
     app.route("/domains/<name>", "GET", lambda name: get_domain(s, name))
     app.route("/domains/<name>", "DELETE", lambda name: delete_domain(s, name))
     app.route("/run", "POST", lambda: run(s))
+    app.route("/runs/<run_id>", "GET", lambda run_id: json_response(200, s.runs.get(run_id).to_dict()))
+    app.route("/runs/<run_id>/algorithm", "POST", lambda run_id: upload(s, run_id, runs.ALGORITHM))
+    app.route("/runs/<run_id>/datasets", "POST", lambda run_id: upload(s, run_id, runs.DATASET))
+    app.route("/runs/<run_id>/result", "GET", lambda run_id: result(s, run_id))
     app.route("/jobs", "GET", lambda: json_response(200, {"jobs": [j.to_dict() for j in s.store.list()]}))
     app.route("/jobs/<job_id>", "GET", lambda job_id: json_response(200, _job(s, job_id).to_dict()))
     app.route("/jobs/<job_id>", "DELETE", lambda job_id: cancel_job(s, job_id))
@@ -65,6 +71,56 @@ def json_body(max_bytes: int) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body: malformed JSON: {exc}", field="body") from None
+
+
+def raw_body(max_bytes: int) -> bytes:
+    """An upload's bytes, read straight from the server's input stream into one bytes object.
+
+    Bottle's request.body would first copy the whole body into a BytesIO or a temp file; the agent API takes one
+    message, so the least we can hold is the upload itself, once. 415 for another media type, 413 above the limit
+    (refused from Content-Length before anything is read).
+    """
+    ctype = bottle.request.content_type.split(";")[0].strip().lower()
+    if ctype != OCTET_STREAM:
+        raise ApiError(415, f"Content-Type must be {OCTET_STREAM}, got {ctype or 'none'!r}")
+    stream = bottle.request.environ["wsgi.input"]
+    header = bottle.request.get_header("Content-Length")
+    if header is None:  # chunked transfer encoding: read until the end, one byte past the limit at most
+        content = _read_up_to(stream, max_bytes + 1)
+    else:
+        length = bottle.request.content_length
+        if length > max_bytes:
+            raise ApiError(413, f"upload of {length} bytes exceeds the limit of {max_bytes} bytes", field="body")
+        content = _read_up_to(stream, length)
+        if len(content) < length:
+            raise ApiError(400, f"body: {len(content)} of {length} bytes arrived", field="body")
+    if len(content) > max_bytes:
+        raise ApiError(413, f"upload exceeds the limit of {max_bytes} bytes", field="body")
+    if not content:
+        raise ApiError(400, "body: empty upload", field="body")
+    return content
+
+
+def _read_up_to(stream: Any, limit: int) -> bytes:
+    try:
+        return _read_chunks(stream, limit)
+    except ValueError as exc:  # cheroot's verdict on a malformed chunked body
+        raise ApiError(400, f"body: {exc}", field="body") from None
+
+
+def _read_chunks(stream: Any, limit: int) -> bytes:
+    first = stream.read(limit)  # normally everything at once, without a join
+    if len(first) == limit or not first:
+        return first
+    parts = [first]
+    size = len(first)
+    while size < limit:
+        part = stream.read(min(limit - size, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def _flag(name: str) -> bool:
@@ -124,6 +180,19 @@ def get_domain(s: Services, name: str) -> bottle.HTTPResponse:
 def run(s: Services) -> bottle.HTTPResponse:
     run_id = s.runs.run(json_body(s.config.max_body_bytes))
     return json_response(200, {"id": run_id})
+
+
+def upload(s: Services, run_id: str, kind: str) -> bottle.HTTPResponse:
+    s.runs.get(run_id)  # an unknown run is a 404 before its upload is read
+    content_id = s.runs.upload(run_id, kind, raw_body(s.config.max_upload_bytes))
+    return json_response(200, {"id": content_id, "kind": kind, "run": s.runs.get(run_id).to_dict()})
+
+
+def result(s: Services, run_id: str) -> bottle.HTTPResponse:
+    file = s.runs.result(run_id)
+    return bottle.HTTPResponse(body=file, status=200, headers={
+        "Content-Type": OCTET_STREAM, "Content-Length": str(len(file)), "X-Request-Id": request_id(),
+        "Content-Disposition": f'attachment; filename="result-{run_id}"'})
 
 
 def _job(s: Services, job_id: str) -> jobs.Job:

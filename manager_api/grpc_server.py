@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
-from manager_api import domain_view, jobs
+from manager_api import domain_view, grpc_runs, jobs, runs
 from manager_api.agent_client import AgentError
 from manager_api.domains import RequestError
 from manager_api.services import Services
@@ -22,6 +22,8 @@ _STATE = {jobs.QUEUED: manager_v1_pb2.JOB_STATE_QUEUED, jobs.RUNNING: manager_v1
           jobs.SUCCESSFUL: manager_v1_pb2.JOB_STATE_SUCCESSFUL, jobs.FAILED: manager_v1_pb2.JOB_STATE_FAILED,
           jobs.CANCELED: manager_v1_pb2.JOB_STATE_CANCELED}
 _HEALTH_PREFIX = "/grpc.health.v1.Health/"
+_REQUEST_STATUS = {404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.FAILED_PRECONDITION,
+                   413: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 def _timestamp(seconds: float | None) -> Timestamp | None:
@@ -56,8 +58,7 @@ def domain_message(d: dict) -> manager_v1_pb2.Domain:
 def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
     """One mapping of our errors to status codes, shared by every RPC."""
     if isinstance(exc, RequestError):
-        code = grpc.StatusCode.NOT_FOUND if exc.status == 404 else grpc.StatusCode.INVALID_ARGUMENT
-        context.abort(code, str(exc))
+        context.abort(_REQUEST_STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
     if isinstance(exc, AgentError):
         context.abort(grpc.StatusCode.UNAVAILABLE if exc.unavailable else exc.code, str(exc))
     if isinstance(exc, domain_view.LibvirtUnavailable):
@@ -82,16 +83,7 @@ class ManagerService(manager_pb2_grpc.ManagerServiceServicer):
 
     @_guarded
     def Run(self, request: manager_pb2.RunRequest, context: grpc.ServicerContext) -> manager_pb2.RunResponse:
-        fields = {"name": request.name, "description": request.description, "status": request.status,
-                  "owner": request.owner, "datasets": list(request.datasets), "algorithms": list(request.algorithms),
-                  "dataset_providers": list(request.dataset_providers),
-                  "algorithm_providers": list(request.algorithm_providers),
-                  "result_consumers": list(request.result_consumers), "ttl": request.ttl}
-        if request.HasField("start_time"):
-            fields["start_time"] = request.start_time.ToJsonString()
-        if request.HasField("end_time"):
-            fields["end_time"] = request.end_time.ToJsonString()
-        return manager_pb2.RunResponse(ID=self.s.runs.run(fields, require_positive_ttl=True))
+        return manager_pb2.RunResponse(ID=self.s.runs.run(grpc_runs.run_fields(request), require_positive_ttl=True))
 
     @_guarded
     def CreateDomain(self, request: manager_pb2.CreateDomainRequest,
@@ -159,6 +151,35 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
         self.s.store.cancel(job)
         return job_message(job)
 
+    @_guarded
+    def CreateRun(self, request, context):
+        fields = grpc_runs.run_fields(request.run)
+        if request.domain:
+            fields["domain"] = request.domain
+        return grpc_runs.run_message(self.s.runs.get(self.s.runs.run(fields, require_positive_ttl=True)))
+
+    @_guarded
+    def GetRun(self, request, context):
+        return grpc_runs.run_message(self.s.runs.get(request.id))
+
+    @_guarded
+    def UploadAlgorithm(self, request_iterator, context):
+        return self._upload(request_iterator, runs.ALGORITHM)
+
+    @_guarded
+    def UploadDataset(self, request_iterator, context):
+        return self._upload(request_iterator, runs.DATASET)
+
+    def _upload(self, chunks, kind: str) -> manager_v1_pb2.UploadReply:
+        run_id, content = grpc_runs.collect_upload(chunks, self.s.config.max_upload_bytes)
+        content_id = self.s.runs.upload(run_id, kind, content)
+        return manager_v1_pb2.UploadReply(id=content_id, run=grpc_runs.run_message(self.s.runs.get(run_id)))
+
+    @_guarded
+    def GetResult(self, request, context):
+        # Fetched before the first chunk is sent, so agent errors still become this call's status.
+        return grpc_runs.result_chunks(self.s.runs.result(request.id))
+
 
 class _Interceptor(grpc.ServerInterceptor):
     """Bearer auth (health exempt) and per-method request metrics."""
@@ -169,15 +190,19 @@ class _Interceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, details):
         method = details.method
         token = self.s.config.token
+        handler = continuation(details)
         if token and not method.startswith(_HEALTH_PREFIX) and "ServerReflection" not in method:
             given = dict(details.invocation_metadata).get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return _deny(self.s, method)
-        handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            self._timed(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+                return _deny(self.s, method, handler)
+        # Calls with a single reply are timed; streamed replies (WatchJob, GetResult) pass as they are.
+        if handler is not None and handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._timed(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+        if handler is not None and handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._timed(method, handler.stream_unary), handler.request_deserializer, handler.response_serializer)
+        return handler
 
     def _timed(self, method: str, behaviour: Callable) -> Callable:
         def wrapper(request, context):
@@ -195,10 +220,15 @@ class _Interceptor(grpc.ServerInterceptor):
         return wrapper
 
 
-def _deny(services: Services, method: str) -> grpc.RpcMethodHandler:
+def _deny(services: Services, method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
     def deny(request, context):
         services.metrics.observe("grpc", "POST", method, "UNAUTHENTICATED", 0.0)
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token in authorization metadata")
+    # The refusal must have the method's own shape, or a streaming client would see a protocol error instead.
+    if handler is not None and handler.request_streaming and not handler.response_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if handler is not None and handler.response_streaming:  # WatchJob, GetResult (no bidirectional RPCs here)
+        return grpc.unary_stream_rpc_method_handler(deny)
     return grpc.unary_unary_rpc_method_handler(deny)
 
 

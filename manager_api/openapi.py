@@ -7,6 +7,17 @@ _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$
 _JOB = {"description": "the job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
 _ASYNC = {"name": "async", "in": "query", "schema": {"type": "boolean"},
           "description": "answer 202 with the job at once instead of waiting"}
+_RUN = {"description": "the run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}}
+_RAW_BODY = {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}}
+_UPLOADED = {"description": "uploaded: the agent's content id (sha256) and the run",
+             "content": {"application/json": {"schema": {"type": "object", "properties": {
+                 "id": {"type": "string"}, "kind": {"type": "string"},
+                 "run": {"$ref": "#/components/schemas/Run"}}}}}}
+# The agent's gRPC status, faithfully: INVALID_ARGUMENT 400, FAILED_PRECONDITION / ALREADY_EXISTS 409 (out of
+# order, duplicate, or a run replaced by a newer one on its agent), RESOURCE_EXHAUSTED 413, ABORTED 422 (the
+# algorithm failed; message has its exit status and stderr tail), UNAVAILABLE 503, DEADLINE_EXCEEDED 504 (ttl).
+_AGENT_ERRORS = {code: _ERROR for code in ("400", "404", "409", "413", "415", "422", "502", "503", "504")}
 
 
 def _ok(description: str, schema: dict | None = None, ctype: str = "application/json") -> dict:
@@ -40,8 +51,29 @@ PATHS = {
                    "responses": {"200": _ok("deleted"), "202": _JOB, "404": _ERROR, "500": _ERROR}}},
     "/run": {"post": {
         "summary": "Forward a computation run to the agent", "requestBody": _json_body(schemas.RUN),
+        "description": "The agent is the `domain`'s forward of guest port 7002 when given, else the most recently "
+                       "created domain's, else CC_MANAGER_AGENT_GRPC_URL.",
         "responses": {"200": _ok("run accepted", {"type": "object", "properties": {"id": {"type": "string"}}}),
-                      "400": _ERROR, "413": _ERROR, "415": _ERROR, "502": _ERROR, "503": _ERROR}}},
+                      "400": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR, "415": _ERROR, "502": _ERROR,
+                      "503": _ERROR}}},
+    "/runs/{run_id}": {
+        "parameters": [_path_param("run_id")],
+        "get": {"summary": "A run: its agent, state, uploads and result size",
+                "responses": {"200": _RUN, "404": _ERROR}}},
+    "/runs/{run_id}/algorithm": {
+        "parameters": [_path_param("run_id")],
+        "post": {"summary": "Forward the algorithm (raw bytes) to the run's agent", "requestBody": _RAW_BODY,
+                 "responses": {"200": _UPLOADED, **_AGENT_ERRORS}}},
+    "/runs/{run_id}/datasets": {
+        "parameters": [_path_param("run_id")],
+        "post": {"summary": "Forward one dataset (raw bytes) to the run's agent; datasets reach the algorithm in "
+                            "upload order", "requestBody": _RAW_BODY,
+                 "responses": {"200": _UPLOADED, **_AGENT_ERRORS}}},
+    "/runs/{run_id}/result": {
+        "parameters": [_path_param("run_id")],
+        "get": {"summary": "The result file; the first request runs the algorithm (up to the run's ttl)",
+                "responses": {"200": _ok("result bytes", {"type": "string", "format": "binary"},
+                                         "application/octet-stream"), **_AGENT_ERRORS}}},
     "/jobs": {"get": {"summary": "Known jobs", "responses": {"200": _ok("jobs")}}},
     "/jobs/{job_id}": {
         "parameters": [_path_param("job_id")],
@@ -62,6 +94,14 @@ COMPONENTS = {
             "id": {"type": "string"}, "kind": {"type": "string"}, "target": {"type": "string"},
             "state": {"enum": ["queued", "running", "successful", "failed", "canceled"]},
             "changed": {"type": "integer"}, "error": {"type": "string"}, "result": {"type": "string"}}},
+        "Run": {"type": "object", "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"},
+            "agent": {"type": "string", "description": "host:port the run was forwarded to"},
+            "domain": {"type": "string", "description": "the domain that agent runs in, empty for the configured URL"},
+            "state": {"enum": ["forwarded", "receiving", "running", "complete", "failed", "superseded"]},
+            "algorithm": {"type": "string"}, "datasets": {"type": "array", "items": {"type": "string"}},
+            "error": {"type": "string"}, "result_bytes": {"type": ["integer", "null"]},
+            "superseded_by": {"type": "string"}}},
     },
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
 }

@@ -51,3 +51,22 @@ def test_virsh_shutdown_powers_off(booted):
     subprocess.run(["virsh", "-c", vm.URI, "shutdown", booted.name], check=True, capture_output=True)
     vm.wait_for_shutoff(booted, SHUTDOWN_TIMEOUT)
     assert "COCOS-GUEST-POWEROFF" in booted.console.read_text(errors="replace")
+
+
+def test_direct_boot_passes_kernel_env_to_agent():
+    """vmlinuz + initrd.img boot without firmware; cocos.env.AGENT_GRPC_PORT moves the agent, and only the
+    forward to the moved port reaches it, so a SERVING answer proves the command-line hook end to end."""
+    built = ensure_built()
+    if not built.manifest["agent"]:
+        pytest.skip("image built before agent/ existed")
+    name = f"ctest-guest-{uuid.uuid4().hex[:8]}"
+    conn = libvirt.open(vm.URI)
+    try:
+        running = vm.start(conn, name, built, WORK / name, direct=True, guest_port=7010,
+                           cmdline="console=ttyS0,115200 quiet panic=5 cocos.env.AGENT_GRPC_PORT=7010")
+        vm.wait_for_marker(running, BOOT_TIMEOUT)
+        vm.wait_for_agent(running.port, AGENT_TIMEOUT)
+        assert "starting agent on 0.0.0.0:7010" in running.console.read_text(errors="replace")
+    finally:
+        vm.remove(conn, name, WORK / name)
+        conn.close()

@@ -1,0 +1,117 @@
+"""The whole loop on the real libvirtd: manager process → POST /domain → TCG guest boots the built ISO → the
+agent inside answers through the loopback forward → POST /run, uploads, result → errors → DELETE → nothing left.
+
+Select with `pytest -m e2e`. One guest at a time (2 shared cores); under 5 minutes here.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from run_support import (
+    DATASET_A,
+    DATASET_B,
+    EXPECTED,
+    FAILING_ALGORITHM,
+    SLEEPING_ALGORITHM,
+    SUM_ALGORITHM,
+    run_body,
+    sha256,
+)
+
+from guest.vm import wait_for_agent
+from manager_api.client import ManagerClient, ManagerError
+
+e2e = pytest.importorskip("e2e_support")  # needs libvirt-python
+pytestmark = [pytest.mark.system, pytest.mark.vm, pytest.mark.e2e]
+
+AGENT_TIMEOUT = 180  # boot to agent under TCG: about a minute here, room for a loaded CI machine
+
+
+@pytest.fixture(scope="module")
+def loop():
+    if not e2e.ISO.exists():
+        pytest.skip(f"{e2e.ISO} is missing: run 'make guest' first (make test does)")
+    setting = e2e.prepare()
+    manager = None
+    try:
+        manager = e2e.start_manager(setting)
+        yield setting, manager, ManagerClient(manager.base)
+    finally:
+        if manager is not None:
+            manager.stop()
+        e2e.cleanup(setting)
+
+
+def expect_error(call, *args) -> ManagerError:
+    with pytest.raises(ManagerError) as info:
+        call(*args)
+    return info.value
+
+
+def full_run(client: ManagerClient, algorithm: bytes, ttl: int = 60) -> str:
+    run_id = client.run(run_body(ttl=ttl))
+    assert client.upload_algorithm(run_id, algorithm) == sha256(algorithm)
+    for dataset in (DATASET_A, DATASET_B):
+        assert client.upload_dataset(run_id, dataset) == sha256(dataset)
+    return run_id
+
+
+def test_1_post_domain_boots_the_guest_and_its_agent(loop):
+    setting, _, client = loop
+    assert client.create_domain("pool.xml", "vol.xml", "dom.xml") == setting.domain
+    forwards = client.domain(setting.domain)["forwarded_ports"]
+    assert {"host_address": "127.0.0.1", "host_port": setting.port, "guest_port": 7002, "protocol": "tcp"} in forwards
+    # A health check through the forward: QEMU accepts TCP on the host side even before the agent listens.
+    waited = wait_for_agent(setting.port, AGENT_TIMEOUT)
+    print(f"POST /domain returned; agent SERVING {waited:.1f} s later")
+
+
+def test_2_run_reaches_the_domains_agent_and_returns_the_result(loop):
+    setting, _, client = loop
+    started = time.monotonic()
+    run_id = full_run(client, SUM_ALGORITHM)
+    # The configured agent URL is a dead port: the address was learned from the domain the manager created.
+    status = client.run_status(run_id)
+    assert status["agent"] == f"127.0.0.1:{setting.port}" and status["domain"] == setting.domain
+    assert client.result(run_id) == EXPECTED
+    assert client.run_status(run_id)["state"] == "complete"
+    print(f"run to result in the guest: {time.monotonic() - started:.1f} s")
+
+
+def test_3_failing_algorithm_is_422_with_its_stderr(loop):
+    _, _, client = loop
+    run_id = full_run(client, FAILING_ALGORITHM)
+    err = expect_error(client.result, run_id)
+    assert err.status == 422 and err.body["agent_code"] == "ABORTED"
+    assert "exit status 3" in err.body["error"] and "no such column: price" in err.body["error"]
+
+
+def test_4_algorithm_past_its_ttl_is_504(loop):
+    _, _, client = loop
+    run_id = full_run(client, SLEEPING_ALGORITHM, ttl=3)
+    started = time.monotonic()
+    err = expect_error(client.result, run_id)
+    assert err.status == 504 and err.body["agent_code"] == "DEADLINE_EXCEEDED" and "ttl" in err.body["error"]
+    assert time.monotonic() - started < 30
+    assert client.run_status(run_id)["state"] == "failed"
+
+
+def test_5_out_of_order_calls_are_409(loop):
+    _, _, client = loop
+    run_id = client.run(run_body())
+    err = expect_error(client.result, run_id)  # no algorithm, no datasets yet
+    assert err.status == 409 and err.body["agent_code"] == "FAILED_PRECONDITION"
+    newer = client.run(run_body(name="newer"))
+    err = expect_error(client.upload_algorithm, run_id, SUM_ALGORITHM)  # the agent now holds the newer run
+    assert err.status == 409 and newer in err.body["error"]
+
+
+def test_6_delete_leaves_nothing(loop):
+    setting, _, client = loop
+    assert client.delete_domain(setting.domain) == {"name": setting.domain, "deleted": True}
+    assert expect_error(client.domain, setting.domain).status == 404
+    assert e2e.leftovers(setting) == []
+    assert not e2e.port_open(setting.port), "the agent forward still accepts connections"
+    e2e.cleanup(setting)  # the pool is the test's own (DELETE keeps pools: other domains may use them)
+    assert not e2e.pool_exists(setting.pool)

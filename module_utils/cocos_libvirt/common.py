@@ -5,20 +5,21 @@ Managers never call exit_json/fail_json: they return result dicts and raise Libv
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 try:
     import libvirt
 except ImportError:  # pragma: no cover - reported through missing_required_lib
     libvirt = None
-    LIBVIRT_IMPORT_ERROR: Optional[str] = traceback.format_exc()
+    LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
 else:
     LIBVIRT_IMPORT_ERROR = None
 
 DEFAULT_URI = "qemu:///system"
 
 # Options every libvirt module accepts, merged into its argument_spec.
-COMMON_ARGS: Dict[str, Dict[str, Any]] = {
+COMMON_ARGS: dict[str, dict[str, Any]] = {
     "uri": {"type": "str", "default": DEFAULT_URI},
 }
 
@@ -26,7 +27,7 @@ COMMON_ARGS: Dict[str, Dict[str, Any]] = {
 class LibvirtModuleError(Exception):
     """A failure a user can act on: what failed, and libvirt's error code and message if any."""
 
-    def __init__(self, msg: str, error_code: Optional[int] = None, libvirt_message: Optional[str] = None,
+    def __init__(self, msg: str, error_code: int | None = None, libvirt_message: str | None = None,
                  **details: Any) -> None:
         super().__init__(msg)
         self.msg = msg
@@ -34,8 +35,8 @@ class LibvirtModuleError(Exception):
         self.libvirt_message = libvirt_message
         self.details = details
 
-    def to_fail_kwargs(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"msg": self.msg}
+    def to_fail_kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"msg": self.msg}
         if self.error_code is not None:
             out["error_code"] = self.error_code
         if self.libvirt_message is not None:
@@ -44,20 +45,20 @@ class LibvirtModuleError(Exception):
         return out
 
 
-def from_libvirt(exc: "libvirt.libvirtError", what: str) -> LibvirtModuleError:
+def from_libvirt(exc: libvirt.libvirtError, what: str) -> LibvirtModuleError:
     """Wrap a libvirtError with the object it concerned, keeping libvirt's code and message."""
     message = exc.get_error_message() or str(exc)
     return LibvirtModuleError(f"{what}: {message}", error_code=exc.get_error_code(), libvirt_message=message)
 
 
-def connect(uri: str) -> "libvirt.virConnect":
+def connect(uri: str) -> libvirt.virConnect:
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise from_libvirt(exc, f"cannot connect to {uri}") from exc
 
 
-def is_no_such(exc: "libvirt.libvirtError") -> bool:
+def is_no_such(exc: libvirt.libvirtError) -> bool:
     """True when libvirt says the looked-up object does not exist."""
     return exc.get_error_code() in (
         libvirt.VIR_ERR_NO_DOMAIN,

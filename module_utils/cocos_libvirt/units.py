@@ -6,7 +6,6 @@ are powers of 1024. A bare number is bytes. Letters are case-insensitive, as in 
 from __future__ import annotations
 
 import re
-from typing import Union
 
 _POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
@@ -32,7 +31,7 @@ def unit_factor(unit: str) -> int:
         "PB, P, PiB, EB, E or EiB")
 
 
-def parse_size(value: Union[int, str], unit: str = "") -> int:
+def parse_size(value: int | str, unit: str = "") -> int:
     """Bytes for '10GiB', '512 MB', '1024' or an int; a separate unit applies to a bare number."""
     if isinstance(value, bool):
         raise UnitError(f"size must be a number with an optional unit, not {value!r}")

@@ -85,7 +85,7 @@ def fetch(source: Source, what: str) -> None:
 
 
 def verify(source: Source, what: str) -> None:
-    if source.checksum is None:
+    if source.checksum is None or source.path is None:
         return
     actual = sha256_of(source.path)
     if actual != source.checksum:
@@ -193,7 +193,7 @@ class VolumeManager:
             return self.plan_create(pool, desired, source), pool
         return self.plan_update(vol, desired), pool
 
-    def text(self, capacity: int | None, fmt: str | None) -> str:
+    def text(self, capacity: int | str | None, fmt: str | None) -> str:
         return f"volume: {self.pool_name}/{self.name}\nformat: {fmt}\ncapacity: {capacity}\n"
 
     def plan_absent(self, vol: Any) -> Plan:
@@ -234,7 +234,7 @@ class VolumeManager:
         local = urlparse(source.location).scheme in ("", "file")
         if local:  # cheap to check now, so check mode already reports a bad file or checksum
             self.prepare(source, desired)
-        fmt = desired.format or (image_format(source.path) if local else "qcow2")
+        fmt = desired.format or (image_format(source.path) if local and source.path else "qcow2")
         plan.after = self.text(desired.capacity if desired.capacity is not None else "size of source", fmt)
         plan.add("create and upload", lambda: self.create_from(pool, desired, source))
         return plan
@@ -255,6 +255,7 @@ class VolumeManager:
         if source.path is None:
             fetch(source, self.what)
         verify(source, self.what)
+        assert source.path is not None  # fetch() sets it or raises
         actual = image_format(source.path)
         if desired.format and desired.format != actual:
             raise LibvirtModuleError(f"{self.what}: source {source.location} is a {actual} image, "
@@ -264,6 +265,7 @@ class VolumeManager:
     def create_from(self, pool: Any, desired: Desired, source: Source) -> None:
         try:
             self.prepare(source, desired)
+            assert source.path is not None  # prepare() made the source local
             size = os.path.getsize(source.path)
             # Created raw at the image's byte size so the upload fills it exactly; libvirt then probes
             # the uploaded header and reports the image's own format and virtual size.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import xml.etree.ElementTree as ET
-from typing import Iterable, Optional, Tuple
+from collections.abc import Iterable
 
 from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
 
@@ -37,7 +37,7 @@ def remove(root: ET.Element, paths: Iterable[str]) -> None:
             parents[elem].remove(elem)
 
 
-def remove_attrs(root: ET.Element, specs: Iterable[Tuple[str, str]]) -> None:
+def remove_attrs(root: ET.Element, specs: Iterable[tuple[str, str]]) -> None:
     """Drop attribute `attr` from every element matched by `path` ("." is the root)."""
     for path, attr in specs:
         targets = [root] if path == "." else root.findall(path)
@@ -68,6 +68,6 @@ def canonical(elem: ET.Element) -> str:
     return "\n".join(lines) + "\n"
 
 
-def text_diff(before: Optional[str], after: Optional[str], name: str) -> str:
+def text_diff(before: str | None, after: str | None, name: str) -> str:
     return "".join(difflib.unified_diff((before or "").splitlines(True), (after or "").splitlines(True),
                                         f"{name} (before)", f"{name} (after)"))

@@ -68,9 +68,16 @@ PY
   grep -A1 '^PLAY RECAP' "$DEMO_DIR/site.log" | tail -1
 }
 
+# ---- computation run (issue 5): the same run as tests/integration/test_e2e.py, against the demo VM ----------
+step_run() {
+  say "computation run: manager -> agent in $DEMO_DOMAIN (127.0.0.1:$DEMO_AGENT_PORT) -> result"
+  python scripts/demo_run.py --domain "$DEMO_DOMAIN" --agent-port "$DEMO_AGENT_PORT"
+}
+
 main() {
   step_converge
   step_show
+  step_run
 }
 
 main "$@"

@@ -98,11 +98,17 @@ def dead_loopback_port() -> int:
 
 
 def start_manager(setting: Setting, timeout: float = 30) -> ManagerProcess:
-    log = setting.workdir / "manager.log"
+    """The manager for this setting; its configured agent URL is a dead port (see dead_loopback_port)."""
+    return start_manager_process(setting.workdir / "manager.log", {
+        "CC_MANAGER_XML_DIR": str(setting.xml_dir), "CC_MANAGER_AGENT_GRPC_URL": f"127.0.0.1:{dead_loopback_port()}",
+    }, timeout)
+
+
+def start_manager_process(log: Path, env_extra: dict[str, str], timeout: float = 30) -> ManagerProcess:
+    """`python -m manager_api` on ephemeral loopback ports, its JSON log in `log`; waits for "manager started"."""
     env = {**os.environ, "CC_MANAGER_HTTP_HOST": "127.0.0.1", "CC_MANAGER_HTTP_PORT": "0",
-           "CC_MANAGER_GRPC_HOST": "127.0.0.1", "CC_MANAGER_GRPC_PORT": "0", "CC_MANAGER_XML_DIR": str(setting.xml_dir),
-           "CC_MANAGER_LIBVIRT_URI": URI, "CC_MANAGER_AGENT_GRPC_URL": f"127.0.0.1:{dead_loopback_port()}",
-           "CC_MANAGER_AGENT_GRPC_TIMEOUT": "20", "CC_MANAGER_DOMAIN_TIMEOUT": "300"}
+           "CC_MANAGER_GRPC_HOST": "127.0.0.1", "CC_MANAGER_GRPC_PORT": "0", "CC_MANAGER_LIBVIRT_URI": URI,
+           "CC_MANAGER_AGENT_GRPC_TIMEOUT": "20", "CC_MANAGER_DOMAIN_TIMEOUT": "300", **env_extra}
     # stderr to a file, not a pipe: an undrained pipe would block the manager once it fills with access logs.
     with open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "manager_api"], cwd=ROOT, env=env, stderr=sink,
@@ -110,7 +116,10 @@ def start_manager(setting: Setting, timeout: float = 30) -> ManagerProcess:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in log.read_text().splitlines():
-            entry = json.loads(line)
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line still being written
             if entry.get("msg") == "manager started":
                 return ManagerProcess(proc, entry["http_port"], entry["grpc_port"], log)
         if proc.poll() is not None:

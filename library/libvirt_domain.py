@@ -9,12 +9,26 @@ short_description: Converge a libvirt domain (definition, run state, autostart)
 description:
   - Defines a domain from O(xml) or from structured options and keeps it converged.
   - >-
+    O(xml) is a whole definition: what it leaves out is not part of the domain.
+  - >-
+    Structured options each govern one part of the definition (see each option). For a new domain
+    they build the whole definition and O(memory) is required. For an existing domain an omitted
+    option (not given, or null) leaves its part as it is in libvirt's current definition: it is
+    neither compared nor changed, and a redefinition keeps it. So a task naming only O(memory)
+    keeps the disks, interfaces, serial log, boot order, machine and domain type. A given option is
+    converged exactly; a given list is the complete list, so O(disks=[]) removes every disk.
+  - >-
     Comparison is semantic: the desired definition must be contained in libvirt's inactive XML.
     Whatever libvirt fills in by itself (uuid, MAC and PCI/drive addresses, aliases, default
     controllers, inputs, console, audio, currentMemory, cpu, clock, on_* defaults) never counts as a
     change; memory units are normalised and machine aliases such as C(pc) match the versioned
-    machine libvirt stores. Disks, interfaces, serial ports, boot devices and C(qemu:commandline)
-    arguments are compared as whole lists, so removing one is a change too.
+    machine libvirt stores. Given disks, interfaces, serial ports, boot devices and
+    C(qemu:commandline) arguments are compared as whole lists, so removing one is a change too.
+  - >-
+    Parts no option governs are written by the module (features ACPI and APIC) or left to libvirt's
+    defaults (cpu, clock, controllers) whenever structured options redefine the domain; devices no
+    option governs, such as graphics, are not kept and count as a difference. Manage domains that
+    need them with O(xml).
   - A changed definition is redefined in place, keeping the UUID and interface MAC addresses.
   - The difference is computed once and used for check mode, diff mode and the real run.
 version_added: "0.1.0"
@@ -58,22 +72,34 @@ options:
       - Hypervisor type. V(auto) picks V(kvm) only when /dev/kvm is usable, the loaded KVM is not
         the paravirtual C(kvm_pvm) (which hangs standard guest kernels) and libvirt offers kvm;
         otherwise V(qemu) (TCG). For a remote O(uri) only libvirt's capabilities decide.
-      - Defaults to V(auto) when a definition is built from options.
+      - The domain's C(type) attribute. V(auto) for a new domain when omitted. Omitted for an
+        existing domain, its current type is kept (an existing kvm domain is not switched to qemu
+        because V(auto) would resolve differently today).
     type: str
     choices: [kvm, qemu, auto]
   memory:
     description:
       - Guest memory with libvirt's units (V(512MiB), V(1 GiB), V(2G)); a bare number is KiB, as in
-        libvirt's C(<memory>) element. Required to build a definition from options.
+        libvirt's C(<memory>) element.
+      - Governs C(<memory>), C(<currentMemory>) and C(<maxMemory>); when given, current memory equals it.
+      - Required to define a new domain from options; omitted for an existing domain, left as it is.
     type: str
   vcpus:
-    description: Number of virtual CPUs (1 when a definition is built from options).
+    description:
+      - Number of virtual CPUs (C(<vcpu>), C(<vcpus>)). 1 for a new domain when omitted; omitted for
+        an existing domain, left as it is.
     type: int
   machine:
-    description: Machine type, e.g. V(q35) or V(pc); libvirt's default when unset.
+    description:
+      - Machine type, e.g. V(q35) or V(pc) (the C(machine) of C(<os><type>)). libvirt's default for a
+        new domain when omitted; omitted (or empty) for an existing domain, left as it is.
     type: str
   disks:
-    description: Disks and cdroms, in order. Targets are assigned per bus (vda, vdb, sda, ...) unless given.
+    description:
+      - All C(<disk>) devices, disks and cdroms, in order. Targets are assigned per bus (vda, vdb,
+        sda, ...) unless given.
+      - A given list is the complete list (a disk left out is removed, V([]) removes all); omitted
+        for an existing domain, the disks are left as they are.
     type: list
     elements: dict
     suboptions:
@@ -109,7 +135,11 @@ options:
         description: Target device name, e.g. V(vdb).
         type: str
   boot:
-    description: BIOS boot devices in order; V([hd]) when neither this nor a disk's boot_order is set.
+    description:
+      - BIOS boot devices in order (C(<os><boot>)). Cannot be combined with per-device boot orders,
+        given in O(disks[].boot_order) or kept on the current disks.
+      - For a new domain V([hd]) when neither this nor a disk's boot_order is given. For an existing
+        domain, when neither is given, the boot devices are left as they are.
     type: list
     elements: str
   interfaces:
@@ -118,6 +148,9 @@ options:
       - V(user) is QEMU user-mode networking written as C(<qemu:commandline>)
         (C(-netdev user,id=nN,hostfwd=...) and C(-device virtio-net-pci,netdev=nN,addr=0x1N)) with
         C(<memballoon model='none'/>), because libvirt 9.0 has no passt backend.
+      - Governs C(<interface>) devices, the whole C(<qemu:commandline>) and C(<memballoon>) (V(virtio)
+        without user-mode interfaces). A given list is the complete list (V([]) removes all);
+        omitted for an existing domain, all of these are left as they are.
     type: list
     elements: dict
     suboptions:
@@ -162,6 +195,8 @@ options:
     description:
       - Copy the serial console into this file (a pty serial port with C(<log file=...>)), so
         C(virsh console) keeps working. The file's directory is created when O(uri) is local.
+      - Governs the C(<serial>) and C(<console>) devices. An empty string means no serial port;
+        omitted for an existing domain, they are left as they are.
     type: path
   autostart:
     description: Start the domain with libvirtd. Unset leaves it as it is.
@@ -209,18 +244,27 @@ EXAMPLES = r"""
     serial_log: /var/log/cocos/cocos-vm-1.log
     autostart: true
 
+# Omitted options leave their part as it is: disks, forward, serial log, boot order and type stay.
 - name: Grow memory; restart the guest only because we say so
   libvirt_domain:
     name: cocos-vm-1
     state: running
     memory: 2GiB
-    vcpus: 2
     allow_restart: true
 
+# A given list is the whole list: the cdrom goes, everything else stays. The running guest keeps
+# its old definition until restarted (the result says restart_required).
+- name: Eject the installer ISO for good
+  libvirt_domain:
+    name: cocos-vm-1
+    disks:
+      - {pool: virtimages, volume: cocos-vm-1.qcow2}
+
+# The document's <name> must be cocos-vm-2 (or absent); it is the whole definition.
 - name: Define from a whole XML document
   libvirt_domain:
     name: cocos-vm-2
-    xml: "{{ lookup('ansible.builtin.file', 'dom.xml') }}"
+    xml: "{{ lookup('ansible.builtin.file', 'cocos-vm-2.xml') }}"
 
 - name: Gone, with its disk volumes
   libvirt_domain:

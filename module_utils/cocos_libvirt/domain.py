@@ -3,7 +3,8 @@
 One connection, and per run: one lookup, one inactive XMLDesc, state and autostart (plus the live
 XML only while the domain runs, to tell whether it still runs an older definition). The plan of
 actions is computed once, before anything changes; check mode returns it, the real run executes it,
-so `changed` is the same in both. How definitions are compared: see domain_compare.
+so `changed` is the same in both. How definitions are compared: see domain_compare; what an
+option the task omits leaves as it is: see domain_carry.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt import domain_compare, domain_xml
+from ansible.module_utils.cocos_libvirt import domain_carry, domain_compare, domain_xml
 from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, is_no_such, libvirt
 from ansible.module_utils.cocos_libvirt.xmlcanon import parse
 
@@ -155,16 +156,37 @@ class DomainManager:
 
     # -- desired definition --
 
-    def desired(self) -> ET.Element | None:
-        """The desired <domain> element, or None when the task only manages state/autostart."""
+    def desired(self, current_xml: str | None) -> ET.Element | None:
+        """The desired <domain> element, or None when the task only manages state/autostart.
+
+        current_xml is libvirt's inactive XML of the existing domain (None for a new one): options
+        the task omits leave its parts as they are (see domain_carry).
+        """
         if self.params.get("xml"):
             return self._from_xml(self.params["xml"])
-        if any(self.params.get(k) not in (None, [], "") for k in domain_xml.STRUCTURED_OPTIONS):
-            dtype = self.params.get("domain_type") or "auto"
-            if dtype == "auto":
-                dtype = self.auto_domain_type()
-            return domain_xml.build(self.name, self.params, dtype, self._volume_formats())
-        return None
+        if not domain_xml.structured_given(self.params):
+            return None
+        if current_xml is None:
+            return self._new_definition()
+        return self._updated_definition(ET.fromstring(current_xml))
+
+    def _new_definition(self) -> ET.Element:
+        if self.params.get("memory") is None:
+            raise LibvirtModuleError(f"{self.what} does not exist; memory is required to define it from options")
+        return domain_xml.build(self.name, self.params, self._domain_type(None), self._volume_formats())
+
+    def _updated_definition(self, current: ET.Element) -> ET.Element:
+        built = domain_xml.build(self.name, self.params, self._domain_type(current), self._volume_formats())
+        return domain_carry.carry_over(built, current, self.params, self.what)
+
+    def _domain_type(self, current: ET.Element | None) -> str:
+        """Omitted on an existing domain: its own type, so `auto` resolving differently today
+        never flips a kvm domain to qemu."""
+        wanted = self.params.get("domain_type")
+        if wanted is None and current is not None and current.get("type"):
+            return current.get("type", "")
+        wanted = wanted or "auto"
+        return self.auto_domain_type() if wanted == "auto" else wanted
 
     def _from_xml(self, text: str) -> ET.Element:
         root = parse(text, self.what)
@@ -223,24 +245,31 @@ class DomainManager:
     # -- run --
 
     def run(self) -> dict[str, Any]:
-        state = self.params["state"]
-        desired = None if state == "absent" else self.desired()
+        dom = lookup(self.conn, self.name)
+        if self.params["state"] == "absent":
+            return self._absent(dom)
+        current_xml = self._inactive_xml(dom)
+        desired = self.desired(current_xml)
         if desired is not None and self.params.get("xml"):
             self._check_xml_volumes(desired)
-        dom = lookup(self.conn, self.name)
-        if state == "absent":
-            return self._absent(dom)
         if dom is None and desired is None:
             raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
                                      "(memory, disks, ...) to define it")
-        plan = self.plan(dom, desired)
+        plan = self.plan(dom, desired, current_xml)
         if not self.check_mode and plan["actions"]:
             dom = self.execute(dom, desired, plan)
         return self._result(dom, desired, plan)
 
-    def plan(self, dom: Any, desired: ET.Element | None) -> dict[str, Any]:
+    def _inactive_xml(self, dom: Any) -> str | None:
+        if dom is None:
+            return None
+        try:
+            return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        except libvirt.libvirtError as exc:
+            raise from_libvirt(exc, f"{self.what}: cannot read its definition") from exc
+
+    def plan(self, dom: Any, desired: ET.Element | None, current_xml: str | None) -> dict[str, Any]:
         """Everything this run will do, decided before anything changes."""
-        current_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if dom is not None else None
         cur_state = state_name(dom) if dom is not None else "absent"
         cur_autostart = bool(dom.autostart()) if dom is not None else False
         plan: dict[str, Any] = {"actions": [], "current_xml": current_xml, "state_before": cur_state,
@@ -281,7 +310,7 @@ class DomainManager:
         if "redefine" in plan["actions"]:
             return True
         live = ET.fromstring(dom.XMLDesc(0))
-        differs, _, _ = domain_compare.compare(live, desired, self.what, self.machine_alias)
+        differs, _, _ = domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)
         return differs
 
     def _run_step(self, run_state: str) -> str | None:
@@ -507,6 +536,15 @@ class DomainManager:
         if self.want_diff:
             result["diff"] = {"before": plan["before"], "after": plan["after"]}
         return result
+
+
+def without_current_memory(desired: ET.Element) -> ET.Element:
+    """The live <currentMemory> is what the balloon holds right now, not a definition the guest runs;
+    a kept (carried-over) value must not make a running guest look stale."""
+    out = copy.deepcopy(desired)
+    for elem in out.findall("currentMemory"):
+        out.remove(elem)
+    return out
 
 
 def keep_identity(desired: ET.Element, current_xml: str | None) -> ET.Element:

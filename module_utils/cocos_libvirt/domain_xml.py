@@ -13,7 +13,7 @@ from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
 from ansible.module_utils.cocos_libvirt.domain_compare import QEMU_COMMANDLINE, QEMU_NS
 from ansible.module_utils.cocos_libvirt.units import UnitError, parse_size
 
-# The structured options that describe a definition; any of them set means "build one".
+# The structured options that describe a definition; any of them given (not None) means "build one".
 STRUCTURED_OPTIONS = ("memory", "vcpus", "machine", "disks", "boot", "interfaces", "serial_log", "domain_type")
 TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd", "ide": "hd"}
 # QEMU user-mode NICs sit on fixed slots 0x10.. so libvirt's own devices (which fill from 0x02) never collide.
@@ -44,14 +44,22 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str | N
     return elem
 
 
+def structured_given(opts: dict[str, Any]) -> bool:
+    """Whether the task describes a definition through options (an empty list is a description too)."""
+    return any(opts.get(option) is not None for option in STRUCTURED_OPTIONS)
+
+
 def build(name: str, opts: dict[str, Any], domain_type: str, volume_formats: dict[int, str]) -> ET.Element:
-    """The <domain> element for structured options. volume_formats: disk index -> pool volume format."""
+    """The <domain> element for structured options. volume_formats: disk index -> pool volume format.
+
+    Without memory there is no <memory>: for an existing domain domain_carry fills it in, and the
+    manager refuses to define a new domain without it.
+    """
     what = f"domain {name}"
-    if opts.get("memory") in (None, ""):
-        raise LibvirtModuleError(f"{what}: memory is required to build a definition from options")
     root = ET.Element("domain", {"type": domain_type})
     _sub(root, "name", name)
-    _sub(root, "memory", str(memory_kib(opts["memory"], what)), unit="KiB")
+    if opts.get("memory") is not None:
+        _sub(root, "memory", str(memory_kib(opts["memory"], what)), unit="KiB")
     _sub(root, "vcpu", str(_vcpus(opts.get("vcpus"), what)))
     disks = opts.get("disks") or []
     _os(root, opts, disks, what)

@@ -261,3 +261,33 @@ def test_shutdown_timeout_fails_clearly_then_forces(clean):
     four_times("libvirt_domain", {"name": NAME, "uri": URI, "state": "shutdown", "wait_timeout": 2,
                                   "force_shutdown": True})
     assert state_of() == libvirt.VIR_DOMAIN_SHUTOFF
+
+
+def test_only_memory_keeps_disk_and_forward(pool):
+    """The module's example "Grow memory": a task naming only memory restarts the guest with it,
+    and the disk and port forward it does not mention stay."""
+    virsh("vol-create-as", POOL, "ctest-dom-keep.qcow2", "16M", "--format", "qcow2")
+    port = free_port()
+    defined = run_module("libvirt_domain", base(
+        state="running", disks=[{"pool": POOL, "volume": "ctest-dom-keep.qcow2"}],
+        interfaces=[{"type": "user", "port_forwards": [{"host_port": port, "guest_port": 7002}]}]))
+    assert not defined["failed"], defined.get("msg")
+    first_id = virsh("domid", NAME).strip()
+    grow = {"name": NAME, "uri": URI, "state": "running", "memory": "192MiB", "allow_restart": True,
+            "wait_timeout": 3}
+    results = four_times("libvirt_domain", grow)
+    assert results[1]["actions"] == ["redefine", "restart"] and not results[1]["restart_required"]
+    dom, connection = fresh()
+    try:
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        assert dom.isActive() and str(dom.ID()) != first_id and dom.info()[2] == 192 * 1024
+        assert f"<source pool='{POOL}' volume='ctest-dom-keep.qcow2'/>" in xml
+        assert f"hostfwd=tcp:127.0.0.1:{port}-:7002" in xml and f"{AREA}/logs/{NAME}.log" in xml
+    finally:
+        connection.close()
+    facts = run_module("libvirt_domain_info", {"name": NAME, "uri": URI})["domains"][0]
+    assert facts["forwarded_ports"] == [
+        {"host_address": "127.0.0.1", "host_port": port, "guest_port": 7002, "protocol": "tcp"}]
+    assert [(d["target"], d["volume"]) for d in facts["disks"]] == [("vda", "ctest-dom-keep.qcow2")]
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # the restarted QEMU forwards the port again

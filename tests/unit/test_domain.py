@@ -1,6 +1,7 @@
 """Domain XML builder, semantic comparison, auto type detection, and the manager on test:///default."""
 from __future__ import annotations
 
+import copy
 import os
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
@@ -8,7 +9,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from ansible.module_utils.cocos_libvirt import domain, domain_compare, domain_xml
+from ansible.module_utils.cocos_libvirt import domain, domain_carry, domain_compare, domain_xml
 from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -356,3 +357,144 @@ def test_keep_identity_carries_uuid_and_macs():
     assert kept.findtext("uuid") == "u-1" and list(kept).index(kept.find("uuid")) == 1
     assert kept.find("devices/interface/mac").get("address") == "52:54:00:00:00:01"
     assert desired.find("uuid") is None  # the desired element itself is left alone
+
+
+# ---- omitted options leave the definition as it is -------------------------------------------------
+
+
+class KeepsQemuNamespace:
+    """test:///default with <qemu:commandline> kept, as the qemu driver keeps it.
+
+    The test driver has no parser for the qemu namespace and silently drops it; user networking (the
+    port forwards) would vanish on every define and never converge. Only that is added here: each
+    domain's XML gets back the commandline it was last defined with.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._cmdlines: dict[str, ET.Element | None] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def defineXML(self, text: str) -> Any:  # noqa: N802 - libvirt's name
+        dom = self._conn.defineXML(text)
+        self._cmdlines[dom.name()] = ET.fromstring(text).find(domain_compare.QEMU_COMMANDLINE)
+        return self._wrap(dom)
+
+    def lookupByName(self, name: str) -> Any:  # noqa: N802 - libvirt's name
+        return self._wrap(self._conn.lookupByName(name))
+
+    def _wrap(self, dom: Any) -> Any:
+        cmdlines = self._cmdlines
+
+        class Dom:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(dom, name)
+
+            def XMLDesc(self, flags: int = 0) -> str:  # noqa: N802 - libvirt's name
+                root = ET.fromstring(dom.XMLDesc(flags))
+                if cmdlines.get(dom.name()) is not None:
+                    root.append(copy.deepcopy(cmdlines[dom.name()]))
+                return ET.tostring(root, encoding="unicode")
+
+        return Dom()
+
+
+FULL_VOLUME = "ctest-dom-full.img"
+FULL = {"memory": "128MiB", "serial_log": f"{LOG_DIR}/full.log",
+        "disks": [{"pool": "default-pool", "volume": FULL_VOLUME, "format": "raw"},
+                  {"device": "cdrom", "path": "/var/lib/cocos-test/dom/unit/guest.iso", "boot_order": 1}],
+        "interfaces": [{"type": "user", "port_forwards": [{"host_port": 7020, "guest_port": 7002}]}]}
+
+
+@pytest.fixture
+def full(conn):
+    """A running domain with a pool-volume disk, a boot cdrom, a port forward and a serial log."""
+    pool = conn.storagePoolLookupByName("default-pool")
+    vol = pool.createXML(f"<volume><name>{FULL_VOLUME}</name><capacity>1048576</capacity></volume>", 0)
+    kept = KeepsQemuNamespace(conn)
+    first = run(kept, **FULL, state="running")
+    assert first["actions"] == ["define", "start"]
+    assert not run(kept, **FULL, state="running")["changed"]
+    yield kept
+    for dom in conn.listAllDomains(0):
+        if dom.name().startswith("ctest-dom-"):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    vol.delete(0)
+
+
+def diff_definition(text: str) -> str:
+    """The definition in a diff text: without the state/autostart lines, qemu: prefix declared again."""
+    body = "".join(line for line in text.splitlines(True) if not line.startswith("# "))
+    return body.replace("<domain ", f'<domain xmlns:qemu="{domain_compare.QEMU_NS}" ', 1)
+
+
+def assert_full_parts(text: str) -> None:
+    """The disks, the forward and the serial log of FULL are in this definition text."""
+    root = ET.fromstring(text)
+    assert [d.get("device") for d in root.findall("devices/disk")] == ["disk", "cdrom"]
+    assert root.find("devices/disk/source").get("volume") == FULL_VOLUME
+    assert root.find("devices/disk[@device='cdrom']/boot").get("order") == "1"
+    assert domain_xml.forwarded_ports(root) == [
+        {"host_address": "127.0.0.1", "host_port": 7020, "guest_port": 7002, "protocol": "tcp"}]
+    assert root.find("devices/serial/log").get("file") == f"{LOG_DIR}/full.log"
+
+
+def test_only_memory_keeps_disks_forward_and_serial(full):
+    """The module's example "Grow memory": nothing it does not mention is lost."""
+    grow = {"memory": "256MiB", "vcpus": 1, "state": "running", "allow_restart": True}
+    results = four_times(full, **grow)
+    assert results[1]["actions"] == ["redefine", "restart"]
+    assert_full_parts(diff_definition(results[1]["diff"]["after"]))
+    dom = full.lookupByName("ctest-dom-u")
+    assert_full_parts(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert dom.maxMemory() == 256 * 1024 and dom.isActive()
+
+
+def test_only_vcpus_on_an_existing_domain(full):
+    four_times(full, vcpus=2)
+    dom = full.lookupByName("ctest-dom-u")
+    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert root.findtext("vcpu") == "2" and dom.maxMemory() == 128 * 1024
+    assert_full_parts(ET.tostring(root, encoding="unicode"))
+
+
+def test_empty_disks_list_removes_the_disks(full):
+    results = four_times(full, disks=[])
+    assert "<disk" in results[1]["diff"]["before"] and "<disk" not in results[1]["diff"]["after"]
+    root = ET.fromstring(full.lookupByName("ctest-dom-u").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert root.findall("devices/disk") == []
+    assert domain_xml.forwarded_ports(root) and root.find("devices/serial/log") is not None
+
+
+def test_boot_given_against_kept_boot_orders_fails_before_changing(full):
+    before = full.lookupByName("ctest-dom-u").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    with pytest.raises(LibvirtModuleError, match="boot cannot be combined"):
+        run(full, boot=["hd"])
+    assert full.lookupByName("ctest-dom-u").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_new_domain_without_memory_fails_clearly(conn, check):
+    with pytest.raises(LibvirtModuleError, match="ctest-dom-u does not exist; memory is required"):
+        run(conn, check, vcpus=2, disks=[])
+    assert "ctest-dom-u" not in [d.name() for d in conn.listAllDomains(0)]
+
+
+def test_omitted_domain_type_keeps_the_current_one(conn):
+    run(conn, memory="64MiB", domain_type="kvm")  # auto would pick qemu here: the test driver offers no kvm
+    four_times(conn, memory="96MiB")
+    assert ET.fromstring(conn.lookupByName("ctest-dom-u").XMLDesc(0)).get("type") == "kvm"
+
+
+def test_carry_over_keeps_machine_and_replaces_only_omitted_parts():
+    current = ET.fromstring(LIBVIRT_INACTIVE.replace("pc-i440fx-7.2", "pc-q35-7.2"))
+    built = domain_xml.build("ctest-dom-x", {"vcpus": 2}, "qemu", {})
+    out = domain_carry.carry_over(built, current, {"vcpus": 2}, "domain x")
+    assert out.find("os/type").get("machine") == "pc-q35-7.2"
+    assert out.findtext("vcpu") == "2" and out.findtext("memory") == "131072"
+    assert [c.tag for c in out][:4] == ["name", "memory", "currentMemory", "vcpu"]
+    assert not differs(out, LIBVIRT_INACTIVE.replace("pc-i440fx-7.2", "pc-q35-7.2").replace(">1</vcpu>", ">2</vcpu>"))

@@ -73,3 +73,15 @@ def test_info_main(monkeypatch):
     assert [d["name"] for d in ended.result["domains"]] == [NAME]
     everything = run_main(libvirt_domain_info.main, monkeypatch, {})
     assert NAME in [d["name"] for d in everything.result["domains"]]
+
+
+def test_omitted_options_are_left_and_an_empty_list_is_given(conn, monkeypatch):
+    """Through argument parsing: vcpus alone keeps memory and disks; disks: [] arrives as [] and removes them."""
+    disk = {"path": "/var/lib/cocos-test/dom/unit/main.img", "format": "raw"}
+    run_main(libvirt_domain.main, monkeypatch, {"name": NAME, "memory": "64MiB", "disks": [disk]})
+    grown = run_main(libvirt_domain.main, monkeypatch, {"name": NAME, "vcpus": 2})
+    assert not grown.failed and grown.result["actions"] == ["redefine"], grown.result.get("msg")
+    assert grown.result["domain"]["memory"] == 64 * 1024 * 1024 and len(grown.result["domain"]["disks"]) == 1
+    emptied = run_main(libvirt_domain.main, monkeypatch, {"name": NAME, "disks": []})
+    assert not emptied.failed and emptied.result["changed"] and emptied.result["domain"]["disks"] == []
+    assert "<disk" not in conn.lookupByName(NAME).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)

@@ -127,7 +127,9 @@ class MarkerWatch(threading.Thread):
 
 def noop_runs(label: str, playbook: str, extra: list[str], runs: int, tmp: str,
               env_extra: dict[str, str] | None = None) -> dict:
-    walls, changes, per_task = [], [], {}
+    walls: list[float] = []
+    changes: list[int] = []
+    per_task: dict[str, list[float]] = {}
     for i in range(runs):
         times_file = os.path.join(tmp, f"{label}{i}.jsonl")
         wall, out = run(playbook, extra, times_file, env_extra)

@@ -1,0 +1,108 @@
+"""Bad role variables fail with a clear message before anything changes, and the domain type decision.
+
+Runs the real site.yml (and libvirt_host's facts tasks) with ansible-playbook on localhost. Every bad
+input here fails in preflight, before the first task that could change the host or libvirt.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
+
+
+def play(playbook: str, extra: dict, tmp_path: Path) -> tuple[int, str, dict[str, int]]:
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps(extra), encoding="utf-8")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run([PLAYBOOK, playbook, "-e", f"@{vars_file}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", out)
+    assert recap, out
+    return proc.returncode, out, {"ok": int(recap[1]), "changed": int(recap[2]), "failed": int(recap[3])}
+
+
+BAD_INPUT: list[tuple[dict[str, object], str]] = [
+    ({"alpine_vm_memory": "lots"}, "alpine_vm_memory='lots' is not a libvirt size"),
+    ({"alpine_vm_disk_size": "5 parsecs"}, "alpine_vm_disk_size='5 parsecs' is not a libvirt size"),
+    ({"alpine_vm_network_mode": "bridge"}, "alpine_vm_network_mode must be one of: network, user"),
+    ({"alpine_vm_network_mode": "user",
+      "alpine_vm_port_forwards": [{"host_address": "0.0.0.0", "host_port": 7020, "guest_port": 7002}]},
+     "Only loopback host addresses are allowed"),
+    ({"alpine_vm_network_mode": "user",
+      "alpine_vm_port_forwards": [{"host_address": "127.0.0.1", "host_port": 70200, "guest_port": 7002}]},
+     "host_port: 1-65535"),
+    ({"alpine_vm_port_forwards": [{"host_port": 7020}]}, "missing required arguments: guest_port, host_address"),
+    ({"alpine_vm_wait_for": "port"}, "alpine_vm_wait_for 'port' needs alpine_vm_network_mode 'user'"),
+    ({"alpine_vm_iso_url": "/srv/alpine.iso"}, "alpine_vm_iso_url must be an http(s), ftp or file:// URL"),
+    ({"alpine_vm_iso_checksum": "deadbeef"}, "alpine_vm_iso_checksum '<algorithm>:"),
+    ({"alpine_vm_apkovl_enabled": True, "alpine_vm_apkovl_hostname": "bad_host!"},
+     "alpine_vm_apkovl_hostname must be a hostname label"),
+    ({"libvirt_host_users": ["ctest-no-such-user"]}, "users that do not exist on this host: ctest-no-such-user"),
+    ({"libvirt_host_daemon_mode": "init"}, "libvirt_host_daemon_mode must be one of: auto, service, direct"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_INPUT, ids=[next(iter(e)) for e, _ in BAD_INPUT])
+def test_bad_variables_fail_clearly_and_change_nothing(extra, message, tmp_path):
+    rc, out, recap = play(str(ROOT / "site.yml"), extra, tmp_path)
+    assert rc != 0
+    assert recap["failed"] == 1 and recap["changed"] == 0
+    assert message in re.sub(r"\s+", " ", out), out[-3000:]
+
+
+FACTS = """\
+- name: Decide the domain type from a given probe
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Run libvirt_host's facts tasks
+      ansible.builtin.include_role:
+        name: libvirt_host
+        tasks_from: facts.yml
+    - name: Show it
+      ansible.builtin.debug:
+        msg: "DOMAIN_TYPE={{ libvirt_host_domain_type }}"
+"""
+
+
+@pytest.mark.parametrize(("probe", "override", "expected"), [
+    ({"kvm": True, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": False}, "auto", "kvm"),
+    ({"kvm": True, "kvm_intel": False, "kvm_amd": True, "kvm_pvm": False}, "auto", "kvm"),
+    # this machine: a nested kvm_pvm behind /dev/kvm hangs standard guest kernels
+    ({"kvm": True, "kvm_intel": False, "kvm_amd": False, "kvm_pvm": True}, "auto", "qemu"),
+    ({"kvm": True, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": True}, "auto", "qemu"),
+    ({"kvm": False, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": False}, "auto", "qemu"),
+    ({"kvm": True, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": False}, "qemu", "qemu"),
+    ({"kvm": True, "kvm_intel": False, "kvm_amd": False, "kvm_pvm": True}, "kvm", "kvm"),
+])
+def test_domain_type_is_kvm_only_with_hardware_kvm(probe, override, expected, tmp_path):
+    playbook = tmp_path / "facts.yml"
+    playbook.write_text(FACTS, encoding="utf-8")
+    rc, out, _ = play(str(playbook), {"_libvirt_host_kvm": probe, "libvirt_host_domain_type_override": override},
+                      tmp_path)
+    assert rc == 0, out[-3000:]
+    assert f"DOMAIN_TYPE={expected}" in out
+
+
+def test_this_host_publishes_qemu(tmp_path):
+    """The real probe here: /dev/kvm exists but is kvm_pvm, so TCG."""
+    if not Path("/sys/module/kvm_pvm").exists():
+        pytest.skip("only meaningful on a kvm_pvm host")
+    playbook = tmp_path / "host.yml"
+    playbook.write_text(FACTS.replace("tasks_from: facts.yml", "tasks_from: preflight.yml").replace(
+        "    - name: Show it", "    - name: Publish\n      ansible.builtin.include_role:\n        name: libvirt_host\n"
+        "        tasks_from: facts.yml\n    - name: Show it").replace("gather_facts: false", "gather_facts: true"),
+        encoding="utf-8")
+    rc, out, recap = play(str(playbook), {}, tmp_path)
+    assert rc == 0, out[-3000:]
+    assert "DOMAIN_TYPE=qemu" in out and recap["changed"] == 0

@@ -5,23 +5,31 @@ States (the original agent's names in brackets):
   RECEIVING_ALGORITHM  manifest accepted, the algorithm is still missing
   RECEIVING_DATA       algorithm present, datasets still missing
   READY                every declared file is uploaded; the next Result starts the run
-  RUNNING              the algorithm is executing (Result calls wait for it)
+  RUNNING              the algorithms are executing, one after the other (Result calls wait for them)
   COMPLETE / FAILED    the outcome is stored; Result returns it again without re-running
 Uploads may come in any order; the state names what is still missing.
 A new Run is refused only while RUNNING. In any other state it replaces the current computation and discards its
 uploads and outcome, so a user can fix a manifest or run again after COMPLETE/FAILED.
+
+Several algorithms: each runs over the same datasets, in upload order, in its own fresh directory, sharing the
+computation's ttl; the first failure ends the computation and names that algorithm. One algorithm's result is
+its bytes, unchanged; several give one JSON document (`result_document`).
 """
 
+import base64
 import enum
 import hashlib
+import json
 import logging
 import os
 import shutil
 import threading
+import time
 import uuid
+from dataclasses import dataclass, replace
 
 from agent import manifest
-from agent.errors import AgentError, AlreadyUploaded, InvalidInput, OutOfOrder
+from agent.errors import AgentError, AlgorithmTimedOut, AlreadyUploaded, InvalidInput, OutOfOrder, OutputTooLarge
 from agent.manifest import Manifest, Slot
 from agent.runner import Job, Runner
 
@@ -42,23 +50,41 @@ class State(enum.Enum):
 RECEIVING = (State.RECEIVING_ALGORITHM, State.RECEIVING_DATA, State.READY)
 
 
+@dataclass(frozen=True)
+class Upload:
+    slot: Slot
+    digest: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One algorithm of the computation and how to run it; `name` identifies it in errors and logs."""
+
+    algorithm: Upload
+    name: str
+    job: Job
+
+
 class _Computation:
     """One accepted manifest, its on-disk inputs (in upload order) and, later, its outcome."""
 
     def __init__(self, spec: Manifest, root: str) -> None:
         self.spec = spec
         self.root = root
-        self.files: dict[str, dict[int, str]] = {"algorithm": {}, "dataset": {}}
-        self.digests: dict[str, set[str]] = {"algorithm": set(), "dataset": set()}
-        self.upload_order: list[str] = []
+        self.uploads: list[Upload] = []  # in upload order
         self.result: bytes | None = None
         self.failure: AgentError | None = None
 
     def slots(self, kind: str) -> tuple[Slot, ...]:
         return self.spec.algorithms if kind == "algorithm" else self.spec.datasets
 
+    def uploaded(self, kind: str) -> list[Upload]:
+        return [upload for upload in self.uploads if upload.slot.kind == kind]
+
     def missing(self, kind: str) -> list[Slot]:
-        return [slot for slot in self.slots(kind) if slot.index not in self.files[kind]]
+        filled = {upload.slot.index for upload in self.uploaded(kind)}
+        return [slot for slot in self.slots(kind) if slot.index not in filled]
 
     def claim(self, kind: str, digest: str) -> Slot:
         """The slot this upload fills, by the manifest's hash rule, or the error explaining why none fits."""
@@ -66,7 +92,7 @@ class _Computation:
         for slot in missing:
             if slot.sha256 == digest:
                 return slot
-        if digest in self.digests[kind]:
+        if any(upload.digest == digest for upload in self.uploaded(kind)):
             raise AlreadyUploaded(f"{kind} sha256:{digest} was already uploaded for computation '{self.spec.id}'")
         unhashed = [slot for slot in missing if slot.sha256 is None]
         if unhashed:
@@ -81,14 +107,12 @@ class _Computation:
 
     def store(self, slot: Slot, digest: str, content: bytes) -> str:
         """Write the upload read-only under inputs/; the name keeps the upload position and the content id."""
-        position = len(self.upload_order) + 1
+        position = len(self.uploads) + 1
         path = os.path.join(self.root, "inputs", f"{slot.kind}{position:03d}-{digest}")
         with open(path, "xb") as handle:
             handle.write(content)
         os.chmod(path, 0o644)
-        self.files[slot.kind][slot.index] = path
-        self.digests[slot.kind].add(digest)
-        self.upload_order.append(path)
+        self.uploads.append(Upload(slot, digest, path))
         return path
 
     def receiving_state(self) -> State:
@@ -98,15 +122,19 @@ class _Computation:
             return State.RECEIVING_DATA
         return State.READY
 
-    def job(self) -> Job:
-        datasets = tuple(path for path in self.upload_order if path in self.files["dataset"].values())
-        return Job(
-            algorithm=self.files["algorithm"][0],
-            datasets=datasets,
-            run_dir=os.path.join(self.root, "run"),
-            log_dir=self.root,
-            ttl=self.spec.ttl,
-        )
+    def steps(self) -> list[Step]:
+        """The algorithms in upload order, each over every dataset in upload order.
+
+        One algorithm runs in `run/` with its logs beside it (as always); several get `algorithm-N/run/` each.
+        """
+        algorithms = self.uploaded("algorithm")
+        datasets = tuple(upload.path for upload in self.uploaded("dataset"))
+        steps = []
+        for position, algorithm in enumerate(algorithms, 1):
+            log_dir = self.root if len(algorithms) == 1 else os.path.join(self.root, f"algorithm-{position}")
+            job = Job(algorithm.path, datasets, os.path.join(log_dir, "run"), log_dir, self.spec.ttl)
+            steps.append(Step(algorithm, _step_name(algorithm, position, len(algorithms)), job))
+        return steps
 
 
 class Session:
@@ -160,7 +188,7 @@ class Session:
         return digest
 
     def result(self, wait_seconds: float | None = None) -> bytes:
-        """Run the algorithm on the first call once READY; every later call returns the same outcome."""
+        """Run the algorithm(s) on the first call once READY; every later call returns the same outcome."""
         with self._cond:
             current = self._current
             if self._state is State.RUNNING:
@@ -173,7 +201,7 @@ class Session:
         return self._execute(current)
 
     def close(self) -> None:
-        """Agent shutdown: kill a running algorithm and forget the computation's files."""
+        """Agent shutdown: kill a running algorithm (later ones refuse to start) and forget the computation's files."""
         self._runner.stop()
         with self._cond:
             self._cond.wait_for(lambda: self._state is not State.RUNNING, timeout=5)
@@ -181,9 +209,10 @@ class Session:
                 shutil.rmtree(self._current.root, ignore_errors=True)
 
     def _execute(self, current: _Computation) -> bytes:
-        log.info("computation running", extra={"computation": current.spec.id})
+        details = {"computation": current.spec.id, "algorithms": len(current.spec.algorithms)}
+        log.info("computation running", extra=details)
         try:
-            current.result = self._runner.run(current.job())
+            current.result = self._run_steps(current)
         except AgentError as exc:
             current.failure = exc
         except Exception:  # the agent's own bug: keep it in the log, tell the client only that it happened
@@ -194,6 +223,27 @@ class Session:
             self._cond.notify_all()
         log.info("computation finished", extra={"computation": current.spec.id, "state": self._state.value})
         return _outcome(current)
+
+    def _run_steps(self, current: _Computation) -> bytes:
+        """Run every algorithm within the one ttl; a single algorithm's result is returned as it is."""
+        steps = current.steps()
+        if len(steps) == 1:
+            return self._runner.run(steps[0].job)
+        deadline = time.monotonic() + current.spec.ttl
+        results = []
+        for step in steps:
+            log.info("algorithm step starting", extra={"computation": current.spec.id, "algorithm": step.name})
+            # Traversable, not listable, like the computation's root: the algorithm gets only its own paths.
+            os.makedirs(step.job.log_dir)
+            os.chmod(step.job.log_dir, 0o711)
+            try:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AlgorithmTimedOut(f"not started: the computation's ttl of {current.spec.ttl:g} s was used up")
+                results.append((step, self._runner.run(replace(step.job, time_limit=remaining))))
+            except AgentError as exc:
+                raise type(exc)(f"{step.name}: {exc}") from None
+        return result_document(current.spec.id, results, self._runner.max_output_bytes)
 
     def _receiving(self, kind: str) -> _Computation:
         if self._current is None:
@@ -223,6 +273,38 @@ class Session:
         os.chmod(root, 0o711)
         os.chmod(os.path.join(root, "inputs"), 0o755)
         return root
+
+
+def _step_name(algorithm: Upload, position: int, count: int) -> str:
+    """`algorithm 2 of 3 'train.py' (sha256:...)`; the label is left out when it is the hash itself."""
+    label = algorithm.slot.label
+    named = "" if algorithm.digest in label.lower() else f" {label!r}"
+    return f"algorithm {position} of {count}{named} (sha256:{algorithm.digest})"
+
+
+def result_document(computation: str, results: list[tuple[Step, bytes]], limit: int) -> bytes:
+    """Several algorithms' results as one JSON object (compact, UTF-8), results in run order:
+
+    {"computation": ID, "results": [{"algorithm": SHA256, "name": LABEL, "result": BASE64}, ...]}
+    """
+    document = {
+        "computation": computation,
+        "results": [
+            {
+                "algorithm": step.algorithm.digest,
+                "name": step.algorithm.slot.label,
+                "result": base64.b64encode(output).decode("ascii"),
+            }
+            for step, output in results
+        ],
+    }
+    encoded = json.dumps(document, separators=(",", ":")).encode()
+    if len(encoded) > limit:
+        raise OutputTooLarge(
+            f"the result document of {len(results)} algorithms is {len(encoded)} bytes, above the output limit of"
+            f" {limit} bytes (AGENT_MAX_OUTPUT_BYTES)"
+        )
+    return encoded
 
 
 def _outcome(current: _Computation | None) -> bytes:

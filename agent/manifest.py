@@ -5,6 +5,7 @@ Hash rule for `algorithms` and `datasets` entries (each entry is one file the ag
 - any other non-empty string is just a name: the slot accepts any content;
 - an object may carry `"hash": "sha256:<64 hex>"` (or bare hex); other keys (`id`, `name`, `provider`...)
   are kept as labels. Without `hash` the slot accepts any content.
+A computation may declare several algorithms; each runs over all the datasets (see computation.py).
 Keys we do not know are accepted and ignored, so newer managers keep working.
 """
 
@@ -53,14 +54,11 @@ def parse(raw: bytes) -> Manifest:
     if len(ident) > MAX_ID_CHARS:
         raise InvalidInput(f"computation id is longer than {MAX_ID_CHARS} characters")
     _check_optional(document)
-    algorithms = _slots(document, "algorithms", "algorithm")
-    if len(algorithms) > 1:
-        raise InvalidInput(f"this agent runs exactly one algorithm per computation; 'algorithms' has {len(algorithms)}")
     return Manifest(
         id=ident,
         name=_required_string(document, "name"),
         ttl=_ttl(document),
-        algorithms=algorithms,
+        algorithms=_slots(document, "algorithms", "algorithm"),
         datasets=_slots(document, "datasets", "dataset"),
         digest=hashlib.sha256(raw).digest(),
         document=document,

@@ -36,13 +36,18 @@ class Identity:
 
 @dataclass(frozen=True)
 class Job:
-    """Paths of one run: inputs are read-only to the algorithm, run_dir is its writable cwd."""
+    """Paths of one run: inputs are read-only to the algorithm, run_dir is its writable cwd.
+
+    `ttl` is the computation's, quoted when the algorithm is killed; `time_limit` is what is left of it for this
+    algorithm (a computation with several algorithms shares one ttl between them), the whole ttl when None.
+    """
 
     algorithm: str
     datasets: tuple[str, ...]
     run_dir: str
     log_dir: str
     ttl: float
+    time_limit: float | None = None
 
 
 def resolve_identity(user: str) -> Identity | None:
@@ -89,6 +94,10 @@ class Runner:
     @property
     def identity(self) -> Identity | None:
         return self._identity
+
+    @property
+    def max_output_bytes(self) -> int:
+        return self._config.max_output_bytes
 
     def run(self, job: Job) -> bytes:
         """Run `job` once; return the result file's bytes (stdout when there is none) or raise an AgentError."""
@@ -158,20 +167,20 @@ class Runner:
             pid = self._spawn(job, result_path, out, err)
             self._active.add(pid)
         try:
-            return self._wait(pid, job.ttl)
+            return self._wait(pid, job.ttl if job.time_limit is None else job.time_limit, job.ttl)
         finally:
             with self._lock:
                 self._active.discard(pid)
 
-    def _wait(self, pid: int, ttl: float) -> int:
-        log.info("algorithm started", extra={"pid": pid, "ttl": ttl})
-        exited = _exited_within(pid, ttl)
+    def _wait(self, pid: int, limit: float, ttl: float) -> int:
+        log.info("algorithm started", extra={"pid": pid, "ttl": ttl, "time_limit": limit})
+        exited = _exited_within(pid, limit)
         # Kill the group before reaping: the unreaped leader keeps the id from being reused, and children it left
         # behind would otherwise keep running (and writing).
         _kill_group(pid)
         returncode = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         if not exited:
-            log.warning("algorithm killed at ttl", extra={"pid": pid, "ttl": ttl})
+            log.warning("algorithm killed at ttl", extra={"pid": pid, "ttl": ttl, "time_limit": limit})
             raise AlgorithmTimedOut(f"algorithm exceeded the computation's ttl of {ttl:g} s and was killed")
         log.info("algorithm exited", extra={"pid": pid, "returncode": returncode})
         return returncode

@@ -82,7 +82,6 @@ def test_unhashed_slot_takes_any_content_beside_a_hashed_one(agent):
         (manifest(datasets=[]), "at least one dataset in 'datasets'"),
         (manifest(datasets=None), "at least one dataset in 'datasets'"),
         (manifest(algorithms=[]), "at least one algorithm in 'algorithms'"),
-        (manifest(algorithms=["a.py", "b.py"]), "exactly one algorithm per computation; 'algorithms' has 2"),
         (manifest(datasets=[3]), "datasets[0] must be a non-empty string or an object, got number"),
         (manifest(datasets=[{"hash": "md5:abc"}]), "datasets[0].hash must be 'sha256:' followed by 64 hex digits"),
         (manifest(ttl=0), "'ttl' must be > 0 seconds, got 0"),

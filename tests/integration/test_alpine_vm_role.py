@@ -69,6 +69,10 @@ def role(tmp_path_factory):
         "alpine_vm_port_forwards": [{"host_address": "127.0.0.1", "host_port": free_port(), "guest_port": 7002}],
         "alpine_vm_ready_marker": "COCOS-GUEST-READY",
         "alpine_vm_wait_timeout": 300,
+        # The overlay CD-ROM rides along (Alpine would read it; this guest ignores it).
+        "alpine_vm_apkovl_enabled": True,
+        "alpine_vm_apkovl_path": str(AREA / "iso" / "ctest.apkovl.tar.gz"),
+        "alpine_vm_apkovl_hostname": "ctest",
         "ansible_python_interpreter": str(ROOT / ".venv" / "bin" / "python"),
     }
     (AREA / "iso").mkdir(exist_ok=True)
@@ -101,6 +105,7 @@ def test_converge_boots_and_rerun_changes_nothing(role):
     port = base["alpine_vm_port_forwards"][0]["host_port"]
     assert f"hostfwd=tcp:127.0.0.1:{port}-:7002" in xml
     assert re.search(r"<boot dev='cdrom'/>\s*<boot dev='hd'/>", xml)
+    assert str(AREA / "iso" / "ctest-apkovl.iso") in xml
     assert "COCOS-GUEST-READY" in Path(base["alpine_vm_console_log"]).read_text(errors="replace")
     rc, out, recap = run()
     assert rc == 0 and recap["changed"] == 0, out[-4000:]
@@ -126,5 +131,7 @@ def test_absent_removes_domain_volume_and_pool(role):
     assert virsh("pool-info", POOL).returncode != 0
     assert not (AREA / "img" / "boot.img").exists()
     assert not Path(base["alpine_vm_console_log"]).exists()
+    assert not (AREA / "iso" / "ctest.apkovl.tar.gz").exists()
+    assert not (AREA / "iso" / "ctest-apkovl.iso").exists()
     rc, out, recap = run(alpine_vm_state="absent")
     assert rc == 0 and recap["changed"] == 0, out[-4000:]

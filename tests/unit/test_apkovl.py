@@ -132,9 +132,24 @@ def test_without_key_or_agent_the_overlay_leaves_them_out(tmp_path):
     assert "etc/runlevels/default/sshd" in found
 
 
+def test_overlay_iso_carries_the_archive_for_alpines_boot_media_scan(overlay):
+    tmp, archive, _ = overlay
+    iso = archive.parent / "cocos-apkovl.iso"
+    assert iso.exists()
+    listing = subprocess.run(["xorriso", "-indev", str(iso), "-ls", "/"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "'cocos.apkovl.tar.gz'" in listing, listing
+    out = tmp / "extracted.apkovl.tar.gz"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/cocos.apkovl.tar.gz", str(out)],
+                   capture_output=True, check=True)
+    assert out.read_bytes() == archive.read_bytes()
+
+
 def test_removing_the_key_rebuilds_the_archive(tmp_path):
     archive, _ = build(tmp_path)
     assert "root/.ssh/authorized_keys" in members(archive)
+    iso_before = (archive.parent / "cocos-apkovl.iso").read_bytes()
     _, recap = build(tmp_path, alpine_vm_apkovl_authorized_key="")
     assert recap["changed"] > 0
     assert "root/.ssh/authorized_keys" not in members(archive)
+    assert (archive.parent / "cocos-apkovl.iso").read_bytes() != iso_before

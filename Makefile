@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+MOLECULE := MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
+PYTEST := $(PY) -m pytest -q
 
 .PHONY: setup test unit integration molecule lint demo guest protos protos-check bench clean
 
@@ -20,17 +22,18 @@ protos-check: setup    ## fail if the committed stubs differ from what protos/ g
 	bash scripts/gen_protos.sh --check
 
 unit: setup
-	$(PY) -m pytest -q tests/unit
+	$(PYTEST) tests/unit
 
 integration: setup guest
-	$(PY) -m pytest -q tests/integration
+	$(PYTEST) tests/integration
 
 molecule: setup guest
-	MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
+	$(MOLECULE)
 
-test: setup protos-check guest   ## everything CI runs
-	$(PY) -m pytest -q tests/unit tests/integration
-	MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
+# Lint first (seconds), Molecule next, pytest last so its summary closes the output.
+test: setup protos-check lint guest   ## everything CI runs
+	$(MOLECULE)
+	$(PYTEST) tests/unit tests/integration
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -33,8 +33,8 @@ description:
   - The difference is computed once and used for check mode, diff mode and the real run.
 version_added: "0.1.0"
 author: Cocos AI Manager engineers
-requirements:
-  - libvirt-python
+extends_documentation_fragment:
+  - cocos_libvirt
 attributes:
   check_mode:
     support: full
@@ -44,10 +44,6 @@ attributes:
   idempotent:
     support: full
 options:
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
   name:
     description: Domain name.
     type: str
@@ -347,30 +343,31 @@ INTERFACE = {
     "port_forwards": {"type": "list", "elements": "dict", "options": PORT_FORWARD},
 }
 
-ARGUMENT_SPEC = dict(
-    COMMON_ARGS,
-    name={"type": "str", "required": True},
-    state={"type": "str", "default": "present",
-           "choices": ["present", "running", "shutdown", "destroyed", "paused", "absent"]},
-    xml={"type": "str"},
-    domain_type={"type": "str", "choices": ["kvm", "qemu", "auto"]},
-    memory={"type": "str"},
-    vcpus={"type": "int"},
-    machine={"type": "str"},
-    disks={"type": "list", "elements": "dict", "options": DISK},
-    boot={"type": "list", "elements": "str"},
-    interfaces={"type": "list", "elements": "dict", "options": INTERFACE},
-    serial_log={"type": "path"},
-    autostart={"type": "bool"},
-    allow_restart={"type": "bool", "default": False},
-    force_shutdown={"type": "bool", "default": False},
-    wait_timeout={"type": "int", "default": 60},
-    remove_storage={"type": "bool", "default": False},
-)
+def argument_spec() -> dict:
+    return dict(
+        COMMON_ARGS,
+        name={"type": "str", "required": True},
+        state={"type": "str", "default": "present",
+               "choices": ["present", "running", "shutdown", "destroyed", "paused", "absent"]},
+        xml={"type": "str"},
+        domain_type={"type": "str", "choices": ["kvm", "qemu", "auto"]},
+        memory={"type": "str"},
+        vcpus={"type": "int"},
+        machine={"type": "str"},
+        disks={"type": "list", "elements": "dict", "options": DISK},
+        boot={"type": "list", "elements": "str"},
+        interfaces={"type": "list", "elements": "dict", "options": INTERFACE},
+        serial_log={"type": "path"},
+        autostart={"type": "bool"},
+        allow_restart={"type": "bool", "default": False},
+        force_shutdown={"type": "bool", "default": False},
+        wait_timeout={"type": "int", "default": 60},
+        remove_storage={"type": "bool", "default": False},
+    )
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[("xml", option) for option in STRUCTURED])
     run_module(module, DomainManager)
 

@@ -13,8 +13,8 @@ description:
     whether the domain was defined by M(libvirt_domain)'s options or from raw XML.
 version_added: "0.1.0"
 author: Cocos AI Manager engineers
-requirements:
-  - libvirt-python
+extends_documentation_fragment:
+  - cocos_libvirt
 attributes:
   check_mode:
     support: full
@@ -23,10 +23,6 @@ attributes:
   idempotent:
     support: full
 options:
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
   name:
     description: Domain name; all domains when unset. A missing domain gives an empty list.
     type: str
@@ -73,11 +69,13 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.cocos_libvirt.common import COMMON_ARGS, run_module  # noqa: E402
 from ansible.module_utils.cocos_libvirt.domain import DomainInfo  # noqa: E402
 
-ARGUMENT_SPEC = dict(COMMON_ARGS, name={"type": "str"})
+
+def argument_spec() -> dict:
+    return dict(COMMON_ARGS, name={"type": "str"})
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     run_module(module, DomainInfo)
 
 

@@ -61,10 +61,6 @@ options:
   dhcp_end:
     description: Last address handed out by DHCP.
     type: str
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
 attributes:
   check_mode:
     support: full
@@ -75,8 +71,8 @@ attributes:
   idempotent:
     support: full
     description: A second run with the same options reports no change.
-requirements:
-  - libvirt-python
+extends_documentation_fragment:
+  - cocos_libvirt
 author:
   - Cocos AI Manager developers
 """

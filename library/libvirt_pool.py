@@ -51,10 +51,6 @@ options:
     type: bool
     default: false
     aliases: [delete]
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
 attributes:
   check_mode:
     support: full
@@ -65,8 +61,8 @@ attributes:
   idempotent:
     support: full
     description: A second run with the same options reports no change.
-requirements:
-  - libvirt-python
+extends_documentation_fragment:
+  - cocos_libvirt
 author:
   - Cocos AI Manager developers
 """

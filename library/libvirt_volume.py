@@ -56,10 +56,6 @@ options:
   checksum:
     description: C(sha256:<hex>) the source must match before anything is created. Required for http(s) URLs.
     type: str
-  uri:
-    description: libvirt connection URI.
-    type: str
-    default: qemu:///system
 attributes:
   check_mode:
     support: full
@@ -70,8 +66,8 @@ attributes:
   idempotent:
     support: full
     description: A second run with the same options reports no change.
-requirements:
-  - libvirt-python
+extends_documentation_fragment:
+  - cocos_libvirt
 author:
   - Cocos AI Manager developers
 """

@@ -42,8 +42,14 @@ make_venv() {
   fi
   log "creating .venv from requirements.txt"
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import libvirt, grpc, ansible, bottle, ansible_runner' # fail loudly if pip did not deliver
+  # pip's own exit status decides; only the noise about this machine's absent local indexes is filtered out.
+  local out
+  if ! out=$(.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1); then
+    printf '%s\n' "$out" | grep -v '^WARNING: Location' >&2
+    echo "setup: pip could not install requirements.txt" >&2
+    exit 1
+  fi
+  .venv/bin/python -c 'import libvirt, grpc, ansible, bottle, ansible_runner'
   echo "$want" > "$stamp"
 }
 

@@ -13,7 +13,7 @@ PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvi
 log() { printf 'setup: %s\n' "$*"; }
 
 SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$EUID" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO=(sudo -n)
   else

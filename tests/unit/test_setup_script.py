@@ -13,9 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
 def test_unprivileged_run_fails_with_a_clear_message(tmp_path) -> None:
     # A PATH without sudo: the script must not find a way to escalate.
+    tmp_path.chmod(0o755)  # the unprivileged user must be able to reach the tools below
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "id", "dirname", "cat", "sha256sum", "cut", "dpkg-query", "grep"):
+    for tool in ("bash", "dirname", "cat", "sha256sum", "cut", "dpkg-query", "grep"):
         found = shutil.which(tool)
         if found:
             (bin_dir / tool).symlink_to(found)

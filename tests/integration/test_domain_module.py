@@ -185,13 +185,13 @@ def test_raw_xml_with_user_networking(pool):
         xml = handle.read()
     xml = (xml.replace("QEmu-alpine-standard-x86_64", "ctest-dom-raw")
               .replace("virtimages", POOL).replace("boot.img", "ctest-dom-raw.qcow2")
-              .replace("/var/log/cocos/", f"{AREA}/logs/").replace("/var/lib/cocos/iso/", f"{AREA}/iso/")
+              .replace("/var/lib/cocos/log/", f"{AREA}/logs/").replace("/var/lib/cocos/iso/", f"{AREA}/iso/")
               .replace(":7020-", f":{port}-"))
     four_times("libvirt_domain", {"name": "ctest-dom-raw", "uri": URI, "xml": xml})
     info = run_module("libvirt_domain_info", {"name": "ctest-dom-raw", "uri": URI})
     facts = info["domains"][0]
     assert facts["forwarded_ports"][0]["host_port"] == port
-    assert {d["target"]: d["device"] for d in facts["disks"]} == {"hdc": "cdrom", "vda": "disk"}
+    assert {d["target"]: d["device"] for d in facts["disks"]} == {"sda": "cdrom", "vda": "disk"}
     assert facts["disks"][1]["path"] == f"{AREA}/pool/ctest-dom-raw.qcow2"
 
 

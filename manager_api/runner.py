@@ -25,6 +25,9 @@ _KEPT = {
     "runner_on_unreachable", "runner_on_skipped", "playbook_on_stats",
 }
 _RUNNER_STATE = {"successful": jobs.SUCCESSFUL, "canceled": jobs.CANCELED}
+# A playbook's own fail task already speaks to the user (domain.yml's rollback report names the failed step and
+# what remains), so its message is the job's error as it stands; other failures get their task's name in front.
+_OWN_MESSAGE_ACTIONS = frozenset({"ansible.builtin.fail", "ansible.legacy.fail", "fail"})
 
 
 class PlaybookRunner:
@@ -77,10 +80,17 @@ def _on_event(job: jobs.Job, event: dict) -> bool:
         failed = kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors")
         message = str(res.get("msg", "")) if failed else ""
         if failed:
-            job.error = f"{data.get('task', '')}: {message}".strip(": ")
+            job.error = _job_error(data, message)
         job.add_event(kind, task=data.get("task", ""), host=data.get("host", ""),
                       changed=bool(res.get("changed")), failed=failed, message=message)
     return False  # nothing to keep on disk: the job holds what watchers need
+
+
+def _job_error(data: dict, message: str) -> str:
+    """The error a failed task leaves on its job; the last failure wins, so a rescue's final report is kept."""
+    if data.get("task_action") in _OWN_MESSAGE_ACTIONS and message:
+        return message
+    return f"{data.get('task', '')}: {message}".strip(": ")
 
 
 def _take_stats(job: jobs.Job, data: dict) -> None:

@@ -1,19 +1,30 @@
-"""Run one of our Ansible modules the way a user does, and hand back its result dict.
-
-Integration tests use this instead of importing modules, so they exercise the real path:
-ansible ad-hoc from .venv, ansible.cfg (library, module_utils, inventory), argument parsing,
-check mode and diff mode.
-"""
+"""Helpers that tests in several areas share: running our Ansible modules as a user does, removing libvirt objects
+whatever state they are in, and the "sum over two CSVs" algorithm the agent and run tests send."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANSIBLE = os.path.join(ROOT, ".venv", "bin", "ansible")
+# The system interpreter is reachable by nobody (the agent runs algorithms as nobody when we are root);
+# pyenv's and the venv's live under /root.
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+# Writes each dataset's sum and then the total to RESULT_PATH, as "15,60=75".
+SUM_ALGORITHM = b"""import csv, os, sys
+sums = []
+for path in sys.argv[1:]:
+    with open(path, newline="") as handle:
+        sums.append(sum(int(cell) for row in csv.reader(handle) for cell in row if cell.strip()))
+with open(os.environ["RESULT_PATH"], "w") as result:
+    result.write(",".join(map(str, sums)) + "=" + str(sum(sums)))
+"""
 
 
 def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,6 +48,9 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
                timeout: int = 600, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run module `name` with `args` on localhost; return its result dict (failed runs included).
 
+    Integration tests use this instead of importing modules, so they exercise the real path: ansible ad-hoc from
+    .venv, ansible.cfg (library, module_utils, inventory), argument parsing, check mode and diff mode.
+
     result["failed"] is always set; "_rc" and "_stderr" carry ansible's exit status and stderr.
 
     The result_file callback writes the exact result JSON to a file, which is sturdier than scraping
@@ -59,3 +73,36 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
     result["_rc"] = proc.returncode
     result["_stderr"] = proc.stderr
     return result
+
+
+def drop_domain(dom: Any) -> None:
+    """Stop a libvirt domain if it runs, then undefine it."""
+    if dom.isActive():
+        dom.destroy()
+    dom.undefine()
+
+
+def drop_pool(pool: Any) -> None:
+    """Delete a libvirt pool's volumes (an inactive pool lists none), stop it if it runs, then undefine it."""
+    for vol in pool.listAllVolumes() if pool.isActive() else []:
+        vol.delete()
+    if pool.isActive():
+        pool.destroy()
+    pool.undefine()
+
+
+def drop(lookup: Callable[[str], Any], name: str, finish: Callable[[Any], None]) -> None:
+    """finish(lookup(name)), quietly doing nothing when libvirt says no (never created, or already gone)."""
+    import libvirt  # here, not at the top: the agent tests import this module and need no libvirt-python
+
+    try:
+        finish(lookup(name))
+    except libvirt.libvirtError:
+        pass
+
+
+def drop_domains(conn: Any, prefix: str) -> None:
+    """Drop every domain on `conn` whose name starts with `prefix` (others share the connection)."""
+    for dom in conn.listAllDomains(0):
+        if dom.name().startswith(prefix):
+            drop_domain(dom)

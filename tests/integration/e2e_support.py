@@ -19,6 +19,7 @@ import libvirt
 
 import guest
 from guest.vm import free_loopback_port
+from tests.helpers import drop, drop_domain, drop_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 ISO = ROOT / "build" / "guest" / "cocos-guest.iso"
@@ -161,8 +162,8 @@ def cleanup(setting: Setting) -> list[str]:
     left = leftovers(setting)
     conn = libvirt.open(URI)
     try:
-        _drop(conn.lookupByName, setting.domain, _drop_domain)
-        _drop(conn.storagePoolLookupByName, setting.pool, _drop_pool)
+        drop(conn.lookupByName, setting.domain, drop_domain)
+        drop(conn.storagePoolLookupByName, setting.pool, drop_pool)
     finally:
         conn.close()
     shutil.rmtree(setting.workdir, ignore_errors=True)
@@ -175,24 +176,3 @@ def pool_exists(name: str) -> bool:
         return name in [p.name() for p in conn.listAllStoragePools(0)]
     finally:
         conn.close()
-
-
-def _drop(lookup, name: str, finish) -> None:
-    try:
-        finish(lookup(name))
-    except libvirt.libvirtError:
-        pass  # never created, or already gone
-
-
-def _drop_domain(dom) -> None:
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-
-
-def _drop_pool(pool) -> None:
-    for vol in pool.listAllVolumes() if pool.isActive() else []:
-        vol.delete()
-    if pool.isActive():
-        pool.destroy()
-    pool.undefine()

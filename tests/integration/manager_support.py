@@ -25,6 +25,22 @@ from manager_api.services import build_services
 
 LOOPBACK = "127.0.0.1"
 
+# The original README's command, character for character; only the port differs (ours is ephemeral).
+README_RUN = r"""curl -X POST \
+  http://localhost:9021/run \
+  -H 'Content-Type: application/json' \
+  -d '{
+        "name": "my-run",
+        "description": "this is a test run",
+        "owner": "John Doe",
+        "datasets": ["dataset1", "dataset2"],
+        "algorithms": ["algorithm1", "algorithm2"],
+        "dataset_providers": ["provider1", "provider2"],
+        "algorithm_providers": ["provider3", "provider4"],
+        "result_consumers": ["consumer1", "consumer2"],
+        "ttl": 3600
+    }'"""
+
 
 class RecordingAgent(agent_pb2_grpc.AgentServiceServicer):
     """A real agent.AgentService that keeps every computation it receives and answers with its id."""
@@ -107,6 +123,12 @@ def request(method: str, url: str, body: Any = None, headers: dict | None = None
 
 def _decode(payload: bytes, ctype: str) -> Any:
     return json.loads(payload) if "json" in ctype else payload.decode()
+
+
+def readme_command(text: str, port: int) -> str:
+    """The README's command pointed at our ephemeral port, asserting it names the README's port exactly once."""
+    assert text.count("localhost:9021") == 1
+    return text.replace("localhost:9021", f"localhost:{port}")
 
 
 def curl_shell(command: str, timeout: float = 120) -> tuple[int, dict, str]:

@@ -1,11 +1,11 @@
 """The real reference agent (agent/ package) served in-process on 127.0.0.1:0, and the computations the run
-tests, the end-to-end test, the demo and the benchmark all send (one definition of "a sum over two CSVs")."""
+tests, the end-to-end test, the demo and the benchmark all send (one definition of "a sum over two CSVs"; the
+algorithm itself is tests/helpers.py's, which the agent's unit tests send too)."""
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,20 +13,12 @@ from dataclasses import replace
 
 from agent import service
 from agent.config import AgentConfig
+from tests.helpers import PYTHON
+from tests.helpers import SUM_ALGORITHM as SUM_ALGORITHM  # re-exported: the run tests, bench and demo import it here
 
 # World-traversable, not pytest's 0700 tmp: the agent runs algorithms as nobody when we are root.
 WORK_ROOT = "/var/lib/cocos-test/e2e"
-# The system interpreter is reachable by nobody; the venv's lives under /root.
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
-SUM_ALGORITHM = b"""import csv, os, sys
-sums = []
-for path in sys.argv[1:]:
-    with open(path, newline="") as handle:
-        sums.append(sum(int(cell) for row in csv.reader(handle) for cell in row if cell.strip()))
-with open(os.environ["RESULT_PATH"], "w") as result:
-    result.write(",".join(map(str, sums)) + "=" + str(sum(sums)))
-"""
 DATASET_A = b"1,2,3\n4,5\n"  # 15
 DATASET_B = b"10,20\n30\n"  # 60
 EXPECTED = b"15,60=75"

@@ -22,6 +22,7 @@ import pytest
 from manager_support import curl_shell, make_config, manager_server, request
 
 from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
+from tests.helpers import drop, drop_domain, drop_pool
 
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
@@ -70,27 +71,10 @@ def write_definitions(xml_dir: Path, tag: str, work: Path, fwd_port: int) -> dic
 def cleanup(names: dict) -> None:
     conn = libvirt.open(URI)
     try:
-        for lookup, finish in ((conn.lookupByName, _drop_domain), (conn.storagePoolLookupByName, _drop_pool)):
-            try:
-                finish(lookup(names["domain"] if finish is _drop_domain else names["pool"]))
-            except libvirt.libvirtError:
-                pass
+        drop(conn.lookupByName, names["domain"], drop_domain)
+        drop(conn.storagePoolLookupByName, names["pool"], drop_pool)
     finally:
         conn.close()
-
-
-def _drop_domain(dom) -> None:
-    if dom.isActive():
-        dom.destroy()
-    dom.undefine()
-
-
-def _drop_pool(pool) -> None:
-    for vol in pool.listAllVolumes() if pool.isActive() else []:
-        vol.delete()
-    if pool.isActive():
-        pool.destroy()
-    pool.undefine()
 
 
 @pytest.fixture(scope="module")

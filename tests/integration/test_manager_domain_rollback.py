@@ -22,6 +22,7 @@ from manager_support import make_config, manager_server, request
 
 from cocos_pb import manager_pb2, manager_pb2_grpc
 from manager_api.config import ROOT
+from tests.helpers import drop, drop_domain, drop_pool
 
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
@@ -92,22 +93,12 @@ def make_pool_and_volume(names: dict, xml_dir: Path, volume: bool = True) -> Non
 def remove_ours(names: dict) -> None:
     conn = libvirt.open(URI)
     try:
-        try:
-            dom = conn.lookupByName(names["domain"])
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        except libvirt.libvirtError:
-            pass
+        drop(conn.lookupByName, names["domain"], drop_domain)
         try:
             pool = conn.storagePoolLookupByName(names["pool"])
         except libvirt.libvirtError:
             return
-        if pool.isActive():
-            for vol in pool.listAllVolumes():
-                vol.delete(0)
-            pool.destroy()
-        pool.undefine()
+        drop_pool(pool)  # outside the try: a pool that will not go fails the teardown
     finally:
         conn.close()
 

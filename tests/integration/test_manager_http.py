@@ -5,23 +5,7 @@ import json
 import re
 
 import pytest
-from manager_support import agent_server, curl_shell, make_config, manager_server, request
-
-# The original README's command, character for character; only the port differs (ours is ephemeral).
-README_RUN = r"""curl -X POST \
-  http://localhost:9021/run \
-  -H 'Content-Type: application/json' \
-  -d '{
-        "name": "my-run",
-        "description": "this is a test run",
-        "owner": "John Doe",
-        "datasets": ["dataset1", "dataset2"],
-        "algorithms": ["algorithm1", "algorithm2"],
-        "dataset_providers": ["provider1", "provider2"],
-        "algorithm_providers": ["provider3", "provider4"],
-        "result_consumers": ["consumer1", "consumer2"],
-        "ttl": 3600
-    }'"""
+from manager_support import README_RUN, agent_server, curl_shell, make_config, manager_server, readme_command, request
 
 VALID_RUN = {"name": "r", "owner": "o", "datasets": ["d"], "algorithms": ["a"], "ttl": 10}
 
@@ -36,11 +20,6 @@ def agent():
 def manager(agent):
     with manager_server(make_config(agent_grpc_url=f"127.0.0.1:{agent[1]}", max_body_bytes=4096)) as mgr:
         yield mgr
-
-
-def readme_command(text: str, port: int) -> str:
-    assert text.count("localhost:9021") == 1
-    return text.replace("localhost:9021", f"localhost:{port}")
 
 
 def test_readme_run_command_verbatim_reaches_agent(manager, agent):

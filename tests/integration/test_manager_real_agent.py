@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from manager_support import curl_shell, make_config, manager_server, request
+from manager_support import README_RUN, curl_shell, make_config, manager_server, readme_command, request
 from run_support import DATASET_A, DATASET_B, PYTHON, SUM_ALGORITHM, sha256
 
 from cocos_pb import agent_pb2, agent_pb2_grpc, manager_pb2, manager_pb2_grpc
@@ -27,21 +27,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WORK_ROOT = "/var/lib/cocos-test/manager-real-agent"
 OCTET = {"Content-Type": "application/octet-stream"}
 
-# The original README's command, character for character; only the port differs (ours is ephemeral).
-README_RUN = r"""curl -X POST \
-  http://localhost:9021/run \
-  -H 'Content-Type: application/json' \
-  -d '{
-        "name": "my-run",
-        "description": "this is a test run",
-        "owner": "John Doe",
-        "datasets": ["dataset1", "dataset2"],
-        "algorithms": ["algorithm1", "algorithm2"],
-        "dataset_providers": ["provider1", "provider2"],
-        "algorithm_providers": ["provider3", "provider4"],
-        "result_consumers": ["consumer1", "consumer2"],
-        "ttl": 3600
-    }'"""
 # The same run over the original gRPC ManagerService.Run.
 README_GRPC_RUN = {"name": "my-run", "description": "this is a test run", "owner": "John Doe",
                    "datasets": ["dataset1", "dataset2"], "algorithms": ["algorithm1", "algorithm2"],
@@ -106,8 +91,7 @@ def test_readme_command_is_the_one_in_our_readme():
 
 
 def test_readme_run_verbatim_is_accepted_by_the_real_agent_and_runs_both_algorithms(manager, agent):
-    assert README_RUN.count("localhost:9021") == 1
-    status, headers, body = curl_shell(README_RUN.replace("localhost:9021", f"localhost:{manager.http_port}"))
+    status, headers, body = curl_shell(readme_command(README_RUN, manager.http_port))
     assert status == 200 and headers["content-type"] == "application/json", body
     run_id = json.loads(body)["id"]
     # The agent holds this computation, with both algorithms and both datasets still to come.

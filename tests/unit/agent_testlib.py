@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,21 +16,11 @@ import pytest
 from agent import service
 from agent.config import AgentConfig
 from cocos_pb import agent_pb2, agent_pb2_grpc
+from tests.helpers import PYTHON, SUM_ALGORITHM
 
 # Under /var/lib (world-traversable), not pytest's 0700 tmp: the algorithm runs as nobody when we are root.
 TEST_ROOT = "/var/lib/cocos-test/agent"
-# The system interpreter is reachable by nobody; pyenv's and the venv's live under /root.
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
-SUM_ALGORITHM = b"""
-import csv, os, sys
-sums = []
-for path in sys.argv[1:]:
-    with open(path, newline="") as handle:
-        sums.append(sum(int(cell) for row in csv.reader(handle) for cell in row if cell.strip()))
-with open(os.environ["RESULT_PATH"], "w") as result:
-    result.write(",".join(map(str, sums)) + "=" + str(sum(sums)))
-"""
 DATASET_A = b"1,2,3\n4,5\n"  # 15
 DATASET_B = b"10\n20\n"  # 30
 

@@ -12,6 +12,8 @@ import pytest
 from ansible.module_utils.cocos_libvirt import domain, domain_carry, domain_compare, domain_xml
 from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
 
+from tests.helpers import drop_domains
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_URI = "test:///default"
 LOG_DIR = "/var/lib/cocos-test/dom/unit"
@@ -221,11 +223,7 @@ def test_this_host_resolves_to_qemu(conn):
 def conn():
     connection = libvirt.open(TEST_URI)
     yield connection
-    for dom in connection.listAllDomains(0):
-        if dom.name().startswith("ctest-dom-"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
+    drop_domains(connection, "ctest-dom-")
     connection.close()
 
 
@@ -418,11 +416,7 @@ def full(conn):
     assert first["actions"] == ["define", "start"]
     assert not run(kept, **FULL, state="running")["changed"]
     yield kept
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith("ctest-dom-"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
+    drop_domains(conn, "ctest-dom-")
     vol.delete(0)
 
 

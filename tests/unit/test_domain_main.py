@@ -7,6 +7,8 @@ import sys
 import libvirt
 import pytest
 
+from tests.helpers import drop_domains
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "library"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,11 +25,7 @@ def conn():
     """Held open for the whole test: test:///default forgets everything when its last connection closes."""
     conn = libvirt.open(TEST_URI)
     yield conn
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith("ctest-dom-"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
+    drop_domains(conn, "ctest-dom-")
     conn.close()
 
 

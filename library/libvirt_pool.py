@@ -92,7 +92,16 @@ pool:
   returned: always
   type: dict
   sample: {name: virtimages, uuid: 3e9f..., type: dir, path: /var/lib/cocos/img, active: true,
-           autostart: true, capacity: 270553174016, allocation: 24598794240, available: 245954379776}
+           autostart: true, capacity: 270553174016, allocation: 24598794240, available: 245954379776,
+           volumes: [alpine.qcow2]}
+  contains:
+    volumes:
+      description:
+        - Names of the volumes in the pool, sorted, as libvirt lists them after the run's actions.
+        - Empty when the pool is not active, since only a running pool lists its volumes.
+      returned: when the pool exists
+      type: list
+      elements: str
 actions:
   description: The steps the run made (or, in check mode, would make), in order.
   returned: always

@@ -72,16 +72,19 @@ class PoolManager(LifecycleManager):
     def describe(self, obj: Any) -> dict[str, Any]:
         root = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
         state, capacity, allocation, available = self.call("cannot read the state of", obj.info)
+        active = state == libvirt.VIR_STORAGE_POOL_RUNNING
         return {
             "name": self.name,
             "uuid": self.call("cannot read the UUID of", obj.UUIDString),
             "type": root.get("type"),
             "path": root.findtext("target/path"),
-            "active": state == libvirt.VIR_STORAGE_POOL_RUNNING,
+            "active": active,
             "autostart": bool(self.call("cannot read autostart of", obj.autostart)),
             "capacity": capacity,
             "allocation": allocation,
             "available": available,
+            # Only a running pool can list its volumes; callers decide from this whether it is still in use.
+            "volumes": sorted(self.call("cannot list the volumes of", obj.listVolumes)) if active else [],
         }
 
 

@@ -11,10 +11,15 @@ NAME = "ctest-stor-int-pool"
 
 def test_create_four_times_then_verify(lv):
     path = os.path.join(lv.workdir, "p")
-    result = four_runs("libvirt_pool", {"name": NAME, "path": path, "autostart": True})
-    assert result["pool"]["path"] == path
+    args = {"name": NAME, "path": path, "autostart": True}
+    result = four_runs("libvirt_pool", args)
+    assert result["pool"]["path"] == path and result["pool"]["volumes"] == []
     pool = lv.storagePoolLookupByName(NAME)
     assert pool.isActive() and pool.autostart() and os.path.isdir(path)
+    # A volume made behind the module's back shows in its result, even in check mode.
+    pool.createXML("<volume><name>ctest-stor-v.img</name><capacity unit='MiB'>1</capacity></volume>", 0)
+    seen = run_module("libvirt_pool", args, check=True)
+    assert not seen["changed"] and seen["pool"]["volumes"] == ["ctest-stor-v.img"] == pool.listVolumes()
 
 
 def test_drift_is_converged(lv):

@@ -69,6 +69,31 @@ def test_autostart_unset_leaves_it(conn):
     assert not run(conn)["changed"]
 
 
+def volume_xml(name):
+    return f"<volume><name>{name}</name><capacity unit='MiB'>1</capacity></volume>"
+
+
+def test_volumes_are_listed_sorted_after_the_run_and_only_while_active(conn):
+    assert run(conn)["pool"]["volumes"] == []
+    pool = conn.storagePoolLookupByName(NAME)
+    pool.createXML(volume_xml("ctest-stor-b.img"), 0)
+    pool.createXML(volume_xml("ctest-stor-a.img"), 0)
+    assert run(conn)["pool"]["volumes"] == ["ctest-stor-a.img", "ctest-stor-b.img"]
+    stopped = run(conn, active=False)  # describes the pool after the stop, not before it
+    assert stopped["actions"] == ["stop"] and stopped["pool"]["volumes"] == []
+
+
+def test_check_mode_reads_the_volumes_of_an_existing_pool(conn):
+    # domain.yml's rollback reads a pool's volumes this way: its own definition, in check mode, changes nothing.
+    default = conn.storagePoolLookupByName("default-pool")
+    default.createXML(volume_xml("ctest-stor-d.img"), 0)
+    xml = default.XMLDesc(0)
+    seen = PoolManager(conn, params(name="default-pool", path=None, xml=xml), True).run()
+    assert not seen["changed"] and "ctest-stor-d.img" in seen["pool"]["volumes"]
+    assert seen["pool"]["volumes"] == sorted(default.listVolumes())
+    assert default.XMLDesc(0) == xml
+
+
 def test_absent_missing_is_ok_and_existing_is_removed(conn):
     assert not run(conn, state="absent")["changed"]
     run(conn)

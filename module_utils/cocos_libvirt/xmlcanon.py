@@ -1,11 +1,10 @@
-"""XML helpers shared by the managers: safe parsing, canonical text for comparison, diffs.
+"""XML helpers shared by the managers: safe parsing and canonical text for comparison.
 
 Comparison works on canonical text: attributes sorted, insignificant whitespace dropped, and the
 parts libvirt fills in by itself (uuid, mac, addresses, aliases, ...) removed by the caller's paths.
 """
 from __future__ import annotations
 
-import difflib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
@@ -67,7 +66,3 @@ def canonical(elem: ET.Element) -> str:
     _canon(elem, 0, lines)
     return "\n".join(lines) + "\n"
 
-
-def text_diff(before: str | None, after: str | None, name: str) -> str:
-    return "".join(difflib.unified_diff((before or "").splitlines(True), (after or "").splitlines(True),
-                                        f"{name} (before)", f"{name} (after)"))

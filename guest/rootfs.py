@@ -15,6 +15,7 @@ PACKAGES = ("python3", "busybox-static", "libstdc++6")
 PYTHON_TARGET = "usr/lib/python3/dist-packages"  # on Debian python3's sys.path without PYTHONPATH
 APP_DIR = "opt/cocos"
 GUEST_PYTHON = "3.11"  # bookworm's python3: cp311 wheels
+GUEST_WHEEL_PLATFORM = "manylinux2014_x86_64"
 
 # What a guest that runs one Python service never reads. Paths relative to the root.
 STRIP = (
@@ -89,29 +90,16 @@ def wheels(parts: Path, pins: dict[str, str]) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--dest",
-            str(staging),
-            "--only-binary",
-            ":all:",
-            "--python-version",
-            GUEST_PYTHON,
-            "--implementation",
-            "cp",
-            "--platform",
-            "manylinux2014_x86_64",
-            *specs,
-        ]
-    )
+    _pip("download", "--dest", str(staging), *specs)
     staging.rename(target)
     return target
+
+
+def _pip(command: str, *args: str) -> None:
+    """pip download/install for the guest's platform, so the wheels fetched are the wheels installable."""
+    guest_platform = ("--python-version", GUEST_PYTHON, "--implementation", "cp", "--platform", GUEST_WHEEL_PLATFORM)
+    quiet = ("--quiet", "--disable-pip-version-check")
+    run([sys.executable, "-m", "pip", command, *quiet, "--only-binary", ":all:", *guest_platform, *args])
 
 
 def unpack(tar: Path, root: Path) -> None:
@@ -140,30 +128,8 @@ def _remove(path: Path) -> None:
 
 def install_wheels(root: Path, wheel_dir: Path) -> None:
     """Install every cached wheel, offline, into the guest's dist-packages (no dependency resolution left)."""
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-index",
-            "--no-deps",
-            "--no-compile",
-            "--only-binary",
-            ":all:",
-            "--python-version",
-            GUEST_PYTHON,
-            "--implementation",
-            "cp",
-            "--platform",
-            "manylinux2014_x86_64",
-            "--target",
-            str(root / PYTHON_TARGET),
-            *sorted(str(w) for w in wheel_dir.glob("*.whl")),
-        ]
-    )
+    wheel_files = sorted(str(w) for w in wheel_dir.glob("*.whl"))
+    _pip("install", "--no-index", "--no-deps", "--no-compile", "--target", str(root / PYTHON_TARGET), *wheel_files)
     for junk in (root / PYTHON_TARGET).glob("*.dist-info/RECORD"):
         junk.unlink()
 

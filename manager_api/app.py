@@ -58,9 +58,7 @@ def _routes(app: bottle.Bottle, s: Services) -> None:
 
 def json_body(max_bytes: int) -> Any:
     """The request's JSON document: 415 for another media type, 413 above the limit, 400 when malformed."""
-    ctype = bottle.request.content_type.split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise ApiError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}")
+    _require_media_type("application/json")
     length = bottle.request.content_length
     if length > max_bytes:
         raise ApiError(413, f"request body of {length} bytes exceeds the limit of {max_bytes} bytes")
@@ -80,9 +78,7 @@ def raw_body(max_bytes: int) -> bytes:
     message, so the least we can hold is the upload itself, once. 415 for another media type, 413 above the limit
     (refused from Content-Length before anything is read).
     """
-    ctype = bottle.request.content_type.split(";")[0].strip().lower()
-    if ctype != OCTET_STREAM:
-        raise ApiError(415, f"Content-Type must be {OCTET_STREAM}, got {ctype or 'none'!r}")
+    _require_media_type(OCTET_STREAM)
     stream = bottle.request.environ["wsgi.input"]
     header = bottle.request.get_header("Content-Length")
     if header is None:  # chunked transfer encoding: read until the end, one byte past the limit at most
@@ -99,6 +95,12 @@ def raw_body(max_bytes: int) -> bytes:
     if not content:
         raise ApiError(400, "body: empty upload", field="body")
     return content
+
+
+def _require_media_type(expected: str) -> None:
+    ctype = bottle.request.content_type.split(";")[0].strip().lower()
+    if ctype != expected:
+        raise ApiError(415, f"Content-Type must be {expected}, got {ctype or 'none'!r}")
 
 
 def _read_up_to(stream: Any, limit: int) -> bytes:

@@ -17,7 +17,9 @@ _STATE = {runs.FORWARDED: manager_v1_pb2.RUN_STATE_FORWARDED, runs.RECEIVING: ma
 RESULT_CHUNK = 256 * 1024
 
 
-def _timestamp(seconds: float) -> Timestamp:
+def timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
     ts = Timestamp()
     ts.FromNanoseconds(int(seconds * 1e9))
     return ts
@@ -40,7 +42,7 @@ def run_fields(request: manager_pb2.RunRequest) -> dict[str, Any]:
 def run_message(run: runs.Run) -> manager_v1_pb2.Run:
     return manager_v1_pb2.Run(
         id=run.id, name=run.name, agent=run.agent, domain=run.domain, ttl=run.ttl, state=_STATE[run.state],
-        created_at=_timestamp(run.created_at), updated_at=_timestamp(run.updated_at), algorithm=run.algorithm,
+        created_at=timestamp(run.created_at), updated_at=timestamp(run.updated_at), algorithm=run.algorithm,
         datasets=list(run.datasets), error=run.error, result_bytes=run.result_bytes,
         superseded_by=run.superseded_by)
 

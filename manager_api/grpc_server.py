@@ -8,7 +8,6 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,20 +25,12 @@ _REQUEST_STATUS = {404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.FAILED_P
                    413: grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
-def _timestamp(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
 def job_message(job: jobs.Job) -> manager_v1_pb2.Job:
     d = job.to_dict()
     return manager_v1_pb2.Job(
         id=d["id"], kind=d["kind"], target=d["target"], state=_STATE[d["state"]],
-        created_at=_timestamp(d["created_at"]), started_at=_timestamp(d["started_at"]),
-        finished_at=_timestamp(d["finished_at"]), changed=d["changed"], ok=d["ok"], failed=d["failed"],
+        created_at=grpc_runs.timestamp(d["created_at"]), started_at=grpc_runs.timestamp(d["started_at"]),
+        finished_at=grpc_runs.timestamp(d["finished_at"]), changed=d["changed"], ok=d["ok"], failed=d["failed"],
         error=d["error"], result=d["result"], event_count=d["event_count"])
 
 
@@ -47,7 +38,7 @@ def event_message(event: dict) -> manager_v1_pb2.JobEvent:
     return manager_v1_pb2.JobEvent(
         seq=event["seq"], job_id=event["job_id"], type=event["type"], task=event.get("task", ""),
         host=event.get("host", ""), changed=bool(event.get("changed")), failed=bool(event.get("failed")),
-        message=event.get("message", ""), time=_timestamp(event["time"]), state=_STATE[event["state"]])
+        message=event.get("message", ""), time=grpc_runs.timestamp(event["time"]), state=_STATE[event["state"]])
 
 
 def domain_message(d: dict) -> manager_v1_pb2.Domain:

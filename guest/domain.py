@@ -8,6 +8,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from guest.contract import AGENT_PORT
+from guest.iso import KERNEL_CMDLINE
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
@@ -17,13 +18,13 @@ def _attr(value: object) -> str:
 
 
 def _os_block(kernel: Path | None, initrd: Path | None, cmdline: str | None) -> str:
-    """Direct kernel boot when a kernel is given (faster: no BIOS, no isolinux), else firmware boot."""
+    """Direct kernel boot when a kernel is given (faster: no BIOS, no isolinux, same cmdline), else firmware boot."""
     lines = ["<type arch='x86_64' machine='pc'>hvm</type>"]
     if kernel:
         lines.append(f"<kernel>{kernel}</kernel>")
         if initrd:
             lines.append(f"<initrd>{initrd}</initrd>")
-        lines.append(f"<cmdline>{cmdline or 'console=ttyS0,115200 quiet panic=5'}</cmdline>")
+        lines.append(f"<cmdline>{cmdline or KERNEL_CMDLINE}</cmdline>")
     return "\n    ".join(lines)
 
 

@@ -146,8 +146,6 @@ def create_domain(s: Services) -> bottle.HTTPResponse:
 
 
 def delete_domain(s: Services, name: str) -> bottle.HTTPResponse:
-    if domain_view.get_domain(s.config.libvirt_uri, name) is None:
-        raise ApiError(404, f"domain {name!r} not found", field="name")
     job, _ = s.domains.delete(name)
     return _job_outcome(s, job, lambda: {"name": name, "deleted": True})
 

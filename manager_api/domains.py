@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from manager_api import jobs
+from manager_api import domain_view, jobs
 from manager_api.config import Config
 
 DEFAULT_FILES = {"pool": "pool.xml", "volume": "vol.xml", "domain": "dom.xml"}
@@ -117,6 +117,9 @@ class DomainService:
                                  lambda job: self.runner.start(job, "domain.yml", vars_))
 
     def delete(self, name: str) -> tuple[jobs.Job, bool]:
+        """A job that removes the domain; an unknown name is a 404, not a job that finds nothing to do."""
+        if domain_view.get_domain(self.config.libvirt_uri, name) is None:
+            raise RequestError("name", f"domain {name!r} not found", status=404)
         check_domain_name(name)
         vars_ = {"libvirt_uri": self.config.libvirt_uri, "domain_name": name}
         return self.store.submit(DELETE, name, lambda job: self.runner.start(job, "domain_absent.yml", vars_))

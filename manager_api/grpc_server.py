@@ -98,8 +98,6 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
 
     @_guarded
     def DeleteDomain(self, request, context):
-        if domain_view.get_domain(self.s.config.libvirt_uri, request.name) is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"domain {request.name!r} not found")
         return job_message(self.s.domains.delete(request.name)[0])
 
     @_guarded

@@ -12,36 +12,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from playbook_run import ROOT, VENV_BIN, changed, run, task_times
+
 PLAYBOOK = os.path.join(ROOT, "bench", "modules_noop.yml")
-
-
-def run_playbook(extra: list[str], times_file: str) -> tuple[float, str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "bench", "callback_plugins"),
-               ANSIBLE_CALLBACKS_ENABLED="task_timer", COCOS_TASK_TIMES=times_file,
-               PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ.get("PATH", ""))
-    start = time.monotonic()
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), PLAYBOOK, *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(f"playbook failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
-
-
-def changed_count(stdout: str) -> int:
-    for line in stdout.splitlines():
-        if line.startswith("localhost") and "changed=" in line:
-            return int(line.split("changed=")[1].split()[0])
-    raise ValueError("no play recap in output")
-
-
-def read_times(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def main() -> None:
@@ -51,16 +25,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cold_file = os.path.join(tmp, "cold.jsonl")
-        cold, out = run_playbook([], cold_file)
-        cold_changed = changed_count(out)
+        cold, out = run(PLAYBOOK, [], cold_file)
+        cold_changed = changed(out)
         walls, per_task, changes = [], {}, []
         for i in range(args.runs):
             times_file = os.path.join(tmp, f"warm{i}.jsonl")
-            wall, out = run_playbook([], times_file)
+            wall, out = run(PLAYBOOK, [], times_file)
             walls.append(wall)
-            changes.append(changed_count(out))
-            for row in read_times(times_file):
-                per_task.setdefault(row["task"], []).append(row["seconds"])
+            changes.append(changed(out))
+            for task, seconds in task_times(times_file).items():
+                per_task.setdefault(task, []).append(seconds)
         if not args.keep:
             cleanup()
     print(f"cold converge: {cold:.2f} s (changed={cold_changed})")
@@ -81,7 +55,7 @@ def cleanup() -> None:
     ]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
     for module, margs in tasks:
-        subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "localhost", "-m", module,
+        subprocess.run([os.path.join(VENV_BIN, "ansible"), "localhost", "-m", module,
                         "-a", json.dumps(margs)], cwd=ROOT, env=env, capture_output=True, check=False)
 
 

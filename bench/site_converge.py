@@ -23,8 +23,8 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+from playbook_run import ROOT, changed, run, task_times
+
 ANSIBLE_PIN = "ansible==12.3.0"  # ships community.libvirt 2.0.0, built for ansible-core 2.19
 COMMUNITY_VENV = os.path.join(ROOT, ".cache", "bench-ansible")
 WORK = os.path.join(ROOT, ".cache", "bench-site")
@@ -68,39 +68,6 @@ def write_vars() -> str:
             "alpine_vm_wait_timeout": 600,
         }, out)
     return path
-
-
-def run(playbook: str, extra: list[str], times_file: str | None = None,
-        env_extra: dict[str, str] | None = None) -> tuple[float, str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), **(env_extra or {}))
-    if times_file:
-        env.update(ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "bench", "callback_plugins"),
-                   ANSIBLE_CALLBACKS_ENABLED="task_timer", COCOS_TASK_TIMES=times_file)
-    start = time.monotonic()
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), playbook, *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(f"{playbook} failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
-
-
-def changed(stdout: str) -> int:
-    for line in stdout.splitlines():
-        if line.startswith("localhost") and "changed=" in line:
-            return int(line.split("changed=")[1].split()[0])
-    raise ValueError("no play recap in output")
-
-
-def task_times(path: str) -> dict[str, float]:
-    """Seconds per task name, summed over loop items and repeated names."""
-    totals: dict[str, float] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            totals[row["task"]] = totals.get(row["task"], 0.0) + row["seconds"]
-    return totals
 
 
 class MarkerWatch(threading.Thread):

@@ -34,20 +34,8 @@ class NetworkManager(LifecycleManager):
 
     def build_desired(self) -> ET.Element:
         if self.params.get("xml"):
-            return self.desired_from_xml(self.params["xml"])
+            return xmlcanon.parse_definition(self.params["xml"], "network", self.name, self.what)
         return self.desired_from_options()
-
-    def desired_from_xml(self, text: str) -> ET.Element:
-        root = xmlcanon.parse(text, self.what)
-        if root.tag != "network":
-            raise LibvirtModuleError(f"{self.what}: the XML definition must have <network> as its root, "
-                                     f"not <{root.tag}>")
-        name = root.find("name")
-        if name is None:
-            ET.SubElement(root, "name").text = self.name
-        elif (name.text or "").strip() != self.name:
-            raise LibvirtModuleError(f"{self.what}: the XML definition names network '{name.text}'")
-        return root
 
     def desired_from_options(self) -> ET.Element:
         params = self.params

@@ -26,23 +26,12 @@ class PoolManager(LifecycleManager):
 
     def build_desired(self) -> ET.Element:
         if self.params.get("xml"):
-            return self.desired_from_xml(self.params["xml"])
+            return xmlcanon.parse_definition(self.params["xml"], "pool", self.name, self.what)
         if not self.params.get("path"):
             raise LibvirtModuleError(f"{self.what}: 'path' (or a whole 'xml' definition) is needed to define it")
         root = ET.Element("pool", {"type": self.params["type"]})
         ET.SubElement(root, "name").text = self.name
         ET.SubElement(ET.SubElement(root, "target"), "path").text = self.params["path"]
-        return root
-
-    def desired_from_xml(self, text: str) -> ET.Element:
-        root = xmlcanon.parse(text, self.what)
-        if root.tag != "pool":
-            raise LibvirtModuleError(f"{self.what}: the XML definition must have <pool> as its root, not <{root.tag}>")
-        name = root.find("name")
-        if name is None:
-            ET.SubElement(root, "name").text = self.name
-        elif (name.text or "").strip() != self.name:
-            raise LibvirtModuleError(f"{self.what}: the XML definition names pool '{name.text}'")
         return root
 
     def normalise(self, current: ET.Element, desired: ET.Element) -> None:

@@ -114,15 +114,7 @@ class VolumeManager:
         return Desired(capacity=size, format=self.params.get("format"))
 
     def desired_from_xml(self, text: str) -> Desired:
-        root = xmlcanon.parse(text, self.what)
-        if root.tag != "volume":
-            raise LibvirtModuleError(f"{self.what}: the XML definition must have <volume> as its root, "
-                                     f"not <{root.tag}>")
-        name = root.find("name")
-        if name is None:
-            ET.SubElement(root, "name").text = self.name
-        elif (name.text or "").strip() != self.name:
-            raise LibvirtModuleError(f"{self.what}: the XML definition names volume '{name.text}'")
+        root = xmlcanon.parse_definition(text, "volume", self.name, self.what)
         cap = root.find("capacity")
         try:
             size = None if cap is None else parse_size((cap.text or "").strip(), cap.get("unit", ""))

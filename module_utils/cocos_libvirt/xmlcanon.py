@@ -28,6 +28,19 @@ def parse(text: str, what: str) -> ET.Element:
         raise LibvirtModuleError(f"{what}: malformed XML: {exc}") from exc
 
 
+def parse_definition(text: str, tag: str, name: str, what: str) -> ET.Element:
+    """Parse a user's whole <tag> definition; its <name> must be `name`, and is added when left out."""
+    root = parse(text, what)
+    if root.tag != tag:
+        raise LibvirtModuleError(f"{what}: the XML definition must have <{tag}> as its root, not <{root.tag}>")
+    found = root.find("name")
+    if found is None:
+        ET.SubElement(root, "name").text = name
+    elif (found.text or "").strip() != name:
+        raise LibvirtModuleError(f"{what}: the XML definition names {tag} '{found.text}'")
+    return root
+
+
 def remove(root: ET.Element, paths: Iterable[str]) -> None:
     """Remove every element matched by each ElementTree path, e.g. "uuid" or ".//alias"."""
     parents = {child: parent for parent in root.iter() for child in parent}

@@ -51,18 +51,9 @@ options:
     type: bool
     default: false
     aliases: [delete]
-attributes:
-  check_mode:
-    support: full
-    description: Reports exactly the changes a real run would make, without making them.
-  diff_mode:
-    support: full
-    description: Shows the canonical definition plus active and autostart before and after.
-  idempotent:
-    support: full
-    description: A second run with the same options reports no change.
 extends_documentation_fragment:
   - cocos_libvirt
+  - cocos_libvirt.attributes
 author:
   - Cocos AI Manager developers
 """

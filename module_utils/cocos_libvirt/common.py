@@ -68,6 +68,16 @@ def is_no_such(exc: libvirt.libvirtError) -> bool:
     )
 
 
+def lookup_or_none(find: Callable[[str], Any], name: str, what: str) -> Any:
+    """find(name), or None when libvirt says no such object exists; any other error fails naming `what`."""
+    try:
+        return find(name)
+    except libvirt.libvirtError as exc:
+        if is_no_such(exc):
+            return None
+        raise from_libvirt(exc, what) from exc
+
+
 def run_module(module: Any, build_manager: Callable[[Any, Any], Any]) -> None:
     """Shared body of every module's main(): connect, let the manager converge, report.
 

@@ -16,7 +16,13 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ansible.module_utils.cocos_libvirt import domain_carry, domain_compare, domain_xml
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, is_no_such, libvirt
+from ansible.module_utils.cocos_libvirt.common import (
+    LibvirtModuleError,
+    from_libvirt,
+    is_no_such,
+    libvirt,
+    lookup_or_none,
+)
 from ansible.module_utils.cocos_libvirt.xmlcanon import parse
 
 STATE_NAMES = {0: "nostate", 1: "running", 2: "running", 3: "paused", 4: "shutting_down", 5: "shutoff",
@@ -92,12 +98,7 @@ def describe(dom: Any, xml_text: str, state: str | None = None, autostart: bool 
 
 
 def lookup(conn: Any, name: str) -> Any | None:
-    try:
-        return conn.lookupByName(name)
-    except libvirt.libvirtError as exc:
-        if is_no_such(exc):
-            return None
-        raise from_libvirt(exc, f"domain {name}: lookup failed") from exc
+    return lookup_or_none(conn.lookupByName, name, f"domain {name}: lookup failed")
 
 
 class DomainInfo:

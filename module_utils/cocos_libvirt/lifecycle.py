@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible.module_utils.cocos_libvirt import xmlcanon
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, is_no_such, libvirt
+from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
 
 
 def _quiet(_ctx: Any, _err: Any) -> None:
@@ -122,12 +122,7 @@ class LifecycleManager:
             raise from_libvirt(exc, f"{what} {self.what}") from exc
 
     def lookup(self) -> Any:
-        try:
-            return self.lookup_raw(self.name)
-        except libvirt.libvirtError as exc:
-            if is_no_such(exc):
-                return None
-            raise from_libvirt(exc, f"cannot look up {self.what}") from exc
+        return lookup_or_none(self.lookup_raw, self.name, f"cannot look up {self.what}")
 
     def xml_desc(self, obj: Any, flags: int) -> str:
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from ansible.module_utils.cocos_libvirt import xmlcanon
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, is_no_such, libvirt
+from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
 from ansible.module_utils.cocos_libvirt.lifecycle import Plan
 from ansible.module_utils.cocos_libvirt.units import UnitError, parse_size
 
@@ -138,23 +138,16 @@ class VolumeManager:
 
     # --- libvirt lookups -----------------------------------------------------------------
     def lookup_pool(self) -> Any:
-        try:
-            pool = self.conn.storagePoolLookupByName(self.pool_name)
-        except libvirt.libvirtError as exc:
-            if is_no_such(exc):
-                return None
-            raise from_libvirt(exc, f"cannot look up storage pool '{self.pool_name}'") from exc
+        pool = lookup_or_none(self.conn.storagePoolLookupByName, self.pool_name,
+                              f"cannot look up storage pool '{self.pool_name}'")
+        if pool is None:
+            return None
         if not self.call("cannot read the state of storage pool for", pool.isActive):
             raise LibvirtModuleError(f"storage pool '{self.pool_name}' is not active (needed for {self.what})")
         return pool
 
     def lookup_volume(self, pool: Any) -> Any:
-        try:
-            return pool.storageVolLookupByName(self.name)
-        except libvirt.libvirtError as exc:
-            if is_no_such(exc):
-                return None
-            raise from_libvirt(exc, f"cannot look up {self.what}") from exc
+        return lookup_or_none(pool.storageVolLookupByName, self.name, f"cannot look up {self.what}")
 
     def call(self, what: str, func: Any, *args: Any) -> Any:
         try:

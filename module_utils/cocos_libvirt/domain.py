@@ -15,15 +15,15 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt import domain_carry, domain_compare, domain_xml
-from ansible.module_utils.cocos_libvirt.common import (
+from . import domain_carry, domain_compare, domain_xml
+from .common import (
     LibvirtModuleError,
     from_libvirt,
     is_no_such,
     libvirt,
     lookup_or_none,
 )
-from ansible.module_utils.cocos_libvirt.xmlcanon import parse
+from .xmlcanon import parse
 
 STATE_NAMES = {0: "nostate", 1: "running", 2: "running", 3: "paused", 4: "shutting_down", 5: "shutoff",
                6: "crashed", 7: "pmsuspended"}

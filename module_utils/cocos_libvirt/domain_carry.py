@@ -27,8 +27,8 @@ import copy
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
-from ansible.module_utils.cocos_libvirt.domain_compare import QEMU_COMMANDLINE
+from .common import LibvirtModuleError
+from .domain_compare import QEMU_COMMANDLINE
 
 # A part of the definition: (parent path, child tags).
 Part = tuple[str, tuple[str, ...]]

@@ -23,9 +23,9 @@ import copy
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
-from ansible.module_utils.cocos_libvirt.units import UnitError, parse_size
-from ansible.module_utils.cocos_libvirt.xmlcanon import canonical
+from .common import LibvirtModuleError
+from .units import UnitError, parse_size
+from .xmlcanon import canonical
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 QEMU_COMMANDLINE = f"{{{QEMU_NS}}}commandline"

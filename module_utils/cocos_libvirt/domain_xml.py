@@ -9,9 +9,9 @@ import ipaddress
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
-from ansible.module_utils.cocos_libvirt.domain_compare import QEMU_COMMANDLINE, QEMU_NS
-from ansible.module_utils.cocos_libvirt.units import UnitError, parse_size
+from .common import LibvirtModuleError
+from .domain_compare import QEMU_COMMANDLINE, QEMU_NS
+from .units import UnitError, parse_size
 
 # The structured options that describe a definition; any of them given (not None) means "build one".
 STRUCTURED_OPTIONS = ("memory", "vcpus", "machine", "disks", "boot", "interfaces", "serial_log", "domain_type")

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt import xmlcanon
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
+from . import xmlcanon
+from .common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
 
 
 def _quiet(_ctx: Any, _err: Any) -> None:

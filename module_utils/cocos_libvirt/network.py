@@ -9,9 +9,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt import xmlcanon
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, libvirt
-from ansible.module_utils.cocos_libvirt.lifecycle import LifecycleManager, drop_unrequested
+from . import xmlcanon
+from .common import LibvirtModuleError, libvirt
+from .lifecycle import LifecycleManager, drop_unrequested
 
 # Filled in by libvirt when the definition leaves them out (generated MAC, virbrN, NAT port range, ...).
 _FILLED_ELEMENTS = ["mac", "bridge", "forward/nat"]

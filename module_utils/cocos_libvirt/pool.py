@@ -5,9 +5,9 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from ansible.module_utils.cocos_libvirt import xmlcanon
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, libvirt
-from ansible.module_utils.cocos_libvirt.lifecycle import LifecycleManager, Plan, drop_empty, drop_unrequested
+from . import xmlcanon
+from .common import LibvirtModuleError, libvirt
+from .lifecycle import LifecycleManager, Plan, drop_empty, drop_unrequested
 
 # Written by libvirt from the storage it sees, never by the user.
 _RUNTIME = ["capacity", "allocation", "available"]

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from ansible.module_utils.cocos_libvirt import xmlcanon
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
-from ansible.module_utils.cocos_libvirt.lifecycle import Plan
-from ansible.module_utils.cocos_libvirt.units import UnitError, parse_size
+from . import xmlcanon
+from .common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
+from .lifecycle import Plan
+from .units import UnitError, parse_size
 
 _QCOW2_MAGIC = b"QFI\xfb"
 _CHUNK = 1024 * 1024

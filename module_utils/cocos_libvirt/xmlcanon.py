@@ -8,7 +8,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
+from .common import LibvirtModuleError
 
 # Larger definitions are not hand-written libvirt XML; refuse them before parsing.
 MAX_XML_BYTES = 1024 * 1024

@@ -9,8 +9,8 @@ from typing import Any
 
 import libvirt
 import pytest
-from ansible.module_utils.cocos_libvirt import domain, domain_carry, domain_compare, domain_xml
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
+from module_utils.cocos_libvirt import domain, domain_carry, domain_compare, domain_xml
+from module_utils.cocos_libvirt.common import LibvirtModuleError
 
 from tests.helpers import drop_domains
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from ansible.module_utils.cocos_libvirt.common import LibvirtModuleError
-from ansible.module_utils.cocos_libvirt.network import NetworkManager
+from module_utils.cocos_libvirt.common import LibvirtModuleError
+from module_utils.cocos_libvirt.network import NetworkManager
 from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
 
 from library import libvirt_network

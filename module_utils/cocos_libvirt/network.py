@@ -62,11 +62,12 @@ class NetworkManager(LifecycleManager):
         root = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
         bridge = root.find("bridge")
         ip = root.find("ip")
+        forward = root.find("forward")
         return {
             "name": self.name,
             "uuid": self.call("cannot read the UUID of", obj.UUIDString),
             "bridge": bridge.get("name") if bridge is not None else None,
-            "forward_mode": root.find("forward").get("mode") if root.find("forward") is not None else "isolated",
+            "forward_mode": forward.get("mode") if forward is not None else "isolated",
             "ip_address": ip.get("address") if ip is not None else None,
             "netmask": ip.get("netmask") if ip is not None else None,
             "active": bool(self.call("cannot read the state of", obj.isActive)),

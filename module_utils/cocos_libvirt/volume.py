@@ -159,7 +159,7 @@ class VolumeManager:
         root = xmlcanon.parse(self.call("cannot read", vol.XMLDesc, 0), self.what)
         fmt = root.find("target/format")
         capacity = self.call("cannot read the size of", vol.info)[1]
-        return capacity, (fmt.get("type") if fmt is not None else "raw")
+        return capacity, (fmt.get("type") or "raw") if fmt is not None else "raw"
 
     # --- planning ------------------------------------------------------------------------
     def plan(self) -> tuple[Plan, Any]:

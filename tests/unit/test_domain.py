@@ -9,9 +9,9 @@ from typing import Any
 
 import libvirt
 import pytest
+
 from module_utils.cocos_libvirt import domain, domain_carry, domain_compare, domain_xml
 from module_utils.cocos_libvirt.common import LibvirtModuleError
-
 from tests.helpers import drop_domains
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

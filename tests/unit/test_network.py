@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from module_utils.cocos_libvirt.common import LibvirtModuleError
-from module_utils.cocos_libvirt.network import NetworkManager
 from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
 
 from library import libvirt_network
+from module_utils.cocos_libvirt.common import LibvirtModuleError
+from module_utils.cocos_libvirt.network import NetworkManager
 
 NAME = "ctest-stor-net"
 

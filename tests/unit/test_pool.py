@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import libvirt
 import pytest
-from module_utils.cocos_libvirt.common import LibvirtModuleError
-from module_utils.cocos_libvirt.pool import PoolManager
 from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
 
 from library import libvirt_pool
+from module_utils.cocos_libvirt.common import LibvirtModuleError
+from module_utils.cocos_libvirt.pool import PoolManager
 
 NAME = "ctest-stor-pool"
 

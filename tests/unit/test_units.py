@@ -1,5 +1,6 @@
 """libvirt's size grammar: powers of 1000 vs 1024 must never be confused (community.libvirt's GiB trap)."""
 import pytest
+
 from module_utils.cocos_libvirt.units import UnitError, parse_size
 
 

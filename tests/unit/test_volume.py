@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from module_utils.cocos_libvirt.common import LibvirtModuleError
-from module_utils.cocos_libvirt.volume import VolumeManager
 from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
 
 from library import libvirt_volume
+from module_utils.cocos_libvirt.common import LibvirtModuleError
+from module_utils.cocos_libvirt.volume import VolumeManager
 
 NAME = "ctest-stor-vol"
 POOL = "default-pool"

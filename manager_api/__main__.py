@@ -1,8 +1,13 @@
-"""`python -m manager_api` (or `cocos-manager`): both servers until SIGTERM/SIGINT, then a clean stop."""
+"""`python -m manager_api` (or `cocos-manager`): both servers until SIGTERM/SIGINT, then a stop within 10 s.
+
+Stopping cancels the jobs that run (their playbooks' process trees are stopped; rollbacks run at the next start),
+ends calls waiting for agents, and closes both listeners; whatever is still busy after STOP_DEADLINE is abandoned.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,6 +18,7 @@ from manager_api.http_server import HttpServer
 from manager_api.services import build_services
 
 log = logging.getLogger("manager_api")
+STOP_DEADLINE = 9.0
 
 
 def main() -> int:
@@ -26,7 +32,11 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stop.set())
-    services = build_services(cfg)
+    try:
+        services = build_services(cfg)
+    except OSError as exc:
+        log.error("cannot open the state directory", extra={"error": str(exc)})
+        return 1
     grpc, grpc_port = grpc_server.build_server(services)
     http = HttpServer(services)
     try:
@@ -36,14 +46,21 @@ def main() -> int:
         grpc.stop(0)
         return 1
     log.info("manager started", extra={"http_port": http_port, "grpc_port": grpc_port, "tls": cfg.tls,
-                                       "agent": cfg.agent_grpc_url, "xml_dir": cfg.xml_dir})
+                                       "agent": cfg.agent_grpc_url, "xml_dir": cfg.xml_dir,
+                                       "interrupted_jobs": services.interrupted})
     stop.wait()
     log.info("stopping")
+    # Whatever still hangs after the deadline must not keep the process alive.
+    threading.Timer(STOP_DEADLINE, lambda: os._exit(0)).start()
+    canceling = threading.Thread(target=services.stop_work, args=(5.0,), daemon=True)
+    canceling.start()
+    stopped = grpc.stop(grace=1)
     http.stop()
-    grpc.stop(grace=5).wait(10)
+    canceling.join(6)
+    stopped.wait(1)
     services.close()
     log.info("manager stopped")
-    return 0
+    os._exit(0)
 
 
 if __name__ == "__main__":

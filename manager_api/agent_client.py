@@ -1,8 +1,14 @@
 """Forwarding to the agent's gRPC AgentService, over one long-lived channel per address.
 
-While a VM boots its agent is not listening yet: UNAVAILABLE is retried with capped exponential backoff until a
-total budget is spent; other errors are the agent's answer and are reported at once, with an HTTP status that says
-what the agent meant (out of order is a conflict, a failed algorithm is unprocessable, ...), not a blanket 502.
+While a VM boots its agent is not listening yet: every call is made with gRPC's wait_for_ready and a deadline of the
+retry budget plus the call's own timeout, so gRPC core reconnects (with short backoff) while the call waits; no
+thread sleeps in a retry loop and admission (manager_api/admission.py) bounds how many calls wait at once. Other
+errors are the agent's answer and are reported at once, with an HTTP status that says what the agent meant (out of
+order is a conflict, a failed algorithm is unprocessable, ...), not a blanket 502.
+
+The client watches its channel's connectivity: each time the connection to the agent is established again after it
+was lost, `epoch` grows and listeners hear of it. The agent keeps its computation in memory only, so a run forwarded
+in an earlier epoch is gone from it (manager_api/runs.py marks such runs failed).
 """
 from __future__ import annotations
 
@@ -18,11 +24,6 @@ from cocos_pb import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger("manager_api.agent")
 
-# Run is cheap and idempotent for a booting agent, so a client-side timeout is worth another try too.
-RUN_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-# Uploads and Result are retried only while nothing reached the agent: DEADLINE_EXCEEDED from Result is the
-# agent killing an algorithm that ran past its ttl, and an upload that timed out may have landed.
-NOT_CONNECTED = frozenset({grpc.StatusCode.UNAVAILABLE})
 # gRPC's own reconnect backoff starts at 1 s and grows to 2 min; a booting agent should be found within a
 # fraction of a second of listening, so reconnect attempts stay short and frequent.
 # Message limits: uploads go out as one message (the agent API is unary) and results come back as one.
@@ -36,6 +37,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.enable_http_proxy", 0),  # the agent is on loopback; a proxy from the environment must not intercept
+    # Never drop an idle connection: a reconnect is how an agent restart is noticed (see the module docstring).
+    ("grpc.client_idle_timeout_ms", 2**31 - 1),
 ]
 # What the agent's status means for an HTTP client (agent/README.md, Errors). Anything else: 502.
 HTTP_STATUS = {
@@ -65,12 +68,15 @@ class AgentError(RuntimeError):
 
 class AgentClient:
     def __init__(self, address: str, timeout: float = 5.0, retry_total: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 on_reconnect: Callable[[str, int], None] | None = None) -> None:
         self.address = address
         self.timeout = timeout
         self.retry_total = retry_total
-        self._sleep = sleep
+        self.epoch = 0  # grows each time the connection is established again after being lost
+        self._on_reconnect = on_reconnect
         self._lock = threading.Lock()
+        self._state = grpc.ChannelConnectivity.IDLE
+        self._was_ready = False
         self._channel: grpc.Channel | None = None
         self._stub: agent_pb2_grpc.AgentServiceStub | None = None
 
@@ -78,62 +84,74 @@ class AgentClient:
         with self._lock:
             if self._stub is None:
                 self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+                self._channel.subscribe(self._connectivity, try_to_connect=True)
                 self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
             return self._stub
 
+    def _connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        reconnected = False
+        with self._lock:
+            if state == grpc.ChannelConnectivity.READY:
+                if self._was_ready and self._state != grpc.ChannelConnectivity.READY:
+                    self.epoch += 1
+                    reconnected = True
+                self._was_ready = True
+            self._state = state
+            epoch = self.epoch
+        if reconnected:
+            log.warning("agent connection re-established: the agent restarted",
+                        extra={"agent": self.address, "epoch": epoch})
+            if self._on_reconnect is not None:
+                self._on_reconnect(self.address, epoch)
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return self._state == grpc.ChannelConnectivity.READY
+
     def close(self) -> None:
         with self._lock:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel = self._stub = None
+            channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            channel.unsubscribe(self._connectivity)
+            channel.close()  # calls in flight end at once with CANCELLED
 
     def run(self, computation: bytes) -> str:
         """Send RunRequest{computation}; return RunResponse.Computation."""
-        reply = self._call("Run", agent_pb2.RunRequest(computation=computation), "the run", RUN_RETRYABLE)
-        return reply.Computation
+        return self._call("Run", agent_pb2.RunRequest(computation=computation), "the run").Computation
 
     def algo(self, algorithm: bytes) -> str:
         """Upload the algorithm; return the agent's content id."""
-        reply = self._call("Algo", agent_pb2.AlgoRequest(algorithm=algorithm), "the algorithm", NOT_CONNECTED)
-        return reply.algorithmID
+        return self._call("Algo", agent_pb2.AlgoRequest(algorithm=algorithm), "the algorithm").algorithmID
 
     def data(self, dataset: bytes) -> str:
         """Upload one dataset; return the agent's content id."""
-        reply = self._call("Data", agent_pb2.DataRequest(dataset=dataset), "the dataset", NOT_CONNECTED)
-        return reply.datasetID
+        return self._call("Data", agent_pb2.DataRequest(dataset=dataset), "the dataset").datasetID
 
     def result(self, wait: float) -> bytes:
         """The run's result; the agent runs the algorithm on the first call, so allow `wait` seconds for it."""
-        reply = self._call("Result", agent_pb2.ResultRequest(), "the result request", NOT_CONNECTED,
-                           call_timeout=self.timeout + wait)
-        return reply.file
+        return self._call("Result", agent_pb2.ResultRequest(), "the result request", extra=wait).file
 
-    def _call(self, method: str, request: Any, what: str, retryable: frozenset,
-              call_timeout: float | None = None) -> Any:
-        """One RPC with bounded retry while the agent is not reachable; AgentError on any failure."""
+    def _call(self, method: str, request: Any, what: str, extra: float = 0.0) -> Any:
+        """One RPC that waits up to retry_total for the agent to be reachable; AgentError on any failure.
+
+        Deadline: retry_total (reaching the agent) + the call timeout + extra (a Result's ttl). DEADLINE_EXCEEDED
+        while the channel never became ready means the agent was unreachable (503); once connected it is the
+        agent's own answer.
+        """
         rpc = getattr(self._get_stub(), method)
-        per_call = call_timeout or self.timeout
-        deadline = time.monotonic() + self.retry_total
-        delay, attempt = 0.05, 0
-        while True:
-            attempt += 1
-            remaining = deadline - time.monotonic()
-            try:
-                # A long call (Result) keeps its own timeout: the retry budget is for reaching the agent.
-                timeout = per_call if call_timeout else max(min(per_call, remaining), 0.05)
-                return rpc(request, timeout=timeout)
-            except grpc.RpcError as exc:
-                code, details = exc.code(), exc.details()
-                if code not in retryable:
-                    raise AgentError(f"agent at {self.address} refused {what}: {code.name}: {details}", code) from None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AgentError(
-                        f"agent at {self.address} unavailable after {attempt} attempts in "
-                        f"{self.retry_total:g} s: {details}", grpc.StatusCode.UNAVAILABLE, unavailable=True) from None
-                log.info("agent not ready, retrying", extra={"attempt": attempt, "agent": self.address, "rpc": method})
-                self._sleep(min(delay, remaining))
-                delay = min(delay * 2, 2.0)
+        start = time.monotonic()
+        try:
+            return rpc(request, timeout=self.retry_total + self.timeout + extra, wait_for_ready=True)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED and not self.ready:
+                raise AgentError(f"agent at {self.address} unavailable: not reachable within "
+                                 f"{self.retry_total:g} s", grpc.StatusCode.UNAVAILABLE, unavailable=True) from None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise AgentError(f"agent at {self.address} unavailable after {time.monotonic() - start:.1f} s: "
+                                 f"{details}", grpc.StatusCode.UNAVAILABLE, unavailable=True) from None
+            raise AgentError(f"agent at {self.address} refused {what}: {code.name}: {details}", code) from None
 
 
 class AgentPool:
@@ -144,12 +162,22 @@ class AgentPool:
         self.retry_total = retry_total
         self._lock = threading.Lock()
         self._clients: dict[str, AgentClient] = {}
+        self._listeners: list[Callable[[str, int], None]] = []
+
+    def on_reconnect(self, listener: Callable[[str, int], None]) -> None:
+        """listener(address, epoch) hears of every agent whose connection was established again."""
+        self._listeners.append(listener)
+
+    def _reconnected(self, address: str, epoch: int) -> None:
+        for listener in self._listeners:
+            listener(address, epoch)
 
     def get(self, address: str) -> AgentClient:
         with self._lock:
             client = self._clients.get(address)
             if client is None:
-                client = self._clients[address] = AgentClient(address, self.timeout, self.retry_total)
+                client = self._clients[address] = AgentClient(address, self.timeout, self.retry_total,
+                                                              on_reconnect=self._reconnected)
             return client
 
     def close(self) -> None:

@@ -9,12 +9,16 @@ from typing import Any
 import bottle
 
 from manager_api import domain_view, jobs, runs, schemas
+from manager_api.domains import check_domain_name
+from manager_api.errors import check_json, check_text
+from manager_api.metrics import CONTENT_TYPE
 from manager_api.openapi import document
 from manager_api.plugins import (
     ApiError,
     AuthPlugin,
     JsonErrorPlugin,
     RequestIdPlugin,
+    TextPlugin,
     install_error_handlers,
     json_response,
     request_id,
@@ -32,7 +36,8 @@ def create_app(services: Services) -> bottle.Bottle:
     install_error_handlers(app)
     app.install(RequestIdPlugin())
     app.install(AuthPlugin(services.config.token))
-    app.install(JsonErrorPlugin())
+    app.install(JsonErrorPlugin(services.metrics))
+    app.install(TextPlugin())
     _routes(app, services)
     return app
 
@@ -57,18 +62,35 @@ def _routes(app: bottle.Bottle, s: Services) -> None:
 
 
 def json_body(max_bytes: int) -> Any:
-    """The request's JSON document: 415 for another media type, 413 above the limit, 400 when malformed."""
+    """The request's JSON document: 415 for another media type, 413 above the limit, 400 when malformed.
+
+    Read from the server's input stream, which cheroot has already de-chunked, so a chunked body is accepted like
+    any other (Bottle's own reader would try to de-chunk it a second time).
+    """
     _require_media_type("application/json")
-    length = bottle.request.content_length
-    if length > max_bytes:
-        raise ApiError(413, f"request body of {length} bytes exceeds the limit of {max_bytes} bytes")
-    raw = bottle.request.body.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise ApiError(413, f"request body exceeds the limit of {max_bytes} bytes")
+    raw = _body_bytes(max_bytes)
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body: malformed JSON: {exc}", field="body") from None
+    check_json(body)
+    return body
+
+
+def _body_bytes(max_bytes: int) -> bytes:
+    stream = bottle.request.environ["wsgi.input"]
+    if bottle.request.get_header("Content-Length") is None:  # chunked: read one byte past the limit at most
+        content = _read_up_to(stream, max_bytes + 1)
+    else:
+        length = bottle.request.content_length
+        if length > max_bytes:
+            raise ApiError(413, f"request body of {length} bytes exceeds the limit of {max_bytes} bytes", field="body")
+        content = _read_up_to(stream, length)
+        if len(content) < length:
+            raise ApiError(400, f"body: {len(content)} of {length} bytes arrived", field="body")
+    if len(content) > max_bytes:
+        raise ApiError(413, f"request body exceeds the limit of {max_bytes} bytes", field="body")
+    return content
 
 
 def raw_body(max_bytes: int) -> bytes:
@@ -79,19 +101,7 @@ def raw_body(max_bytes: int) -> bytes:
     (refused from Content-Length before anything is read).
     """
     _require_media_type(OCTET_STREAM)
-    stream = bottle.request.environ["wsgi.input"]
-    header = bottle.request.get_header("Content-Length")
-    if header is None:  # chunked transfer encoding: read until the end, one byte past the limit at most
-        content = _read_up_to(stream, max_bytes + 1)
-    else:
-        length = bottle.request.content_length
-        if length > max_bytes:
-            raise ApiError(413, f"upload of {length} bytes exceeds the limit of {max_bytes} bytes", field="body")
-        content = _read_up_to(stream, length)
-        if len(content) < length:
-            raise ApiError(400, f"body: {len(content)} of {length} bytes arrived", field="body")
-    if len(content) > max_bytes:
-        raise ApiError(413, f"upload exceeds the limit of {max_bytes} bytes", field="body")
+    content = _body_bytes(max_bytes)
     if not content:
         raise ApiError(400, "body: empty upload", field="body")
     return content
@@ -135,28 +145,37 @@ def health(s: Services) -> bottle.HTTPResponse:
 
 
 def metrics(s: Services) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(body=s.metrics.render(s.store), status=200,
-                               headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return bottle.HTTPResponse(body=s.metrics.render(), status=200, headers={"Content-Type": CONTENT_TYPE})
 
 
 def create_domain(s: Services) -> bottle.HTTPResponse:
     body = schemas.validate(schemas.DOMAIN, json_body(s.config.max_body_bytes))
-    job, _ = s.domains.create(body.get("pool", ""), body.get("volume", ""), body.get("domain", ""))
-    return _job_outcome(s, job, lambda: {"name": job.result or job.target})
+    if _flag("async"):
+        return _accepted(s.domains.create(body.get("pool", ""), body.get("volume", ""), body.get("domain", ""))[0])
+    with s.waiters.enter():  # a synchronous request holds a thread for the whole job: bounded
+        job, _ = s.domains.create(body.get("pool", ""), body.get("volume", ""), body.get("domain", ""))
+        return _job_outcome(s, job, lambda: {"name": job.result or job.target})
 
 
 def delete_domain(s: Services, name: str) -> bottle.HTTPResponse:
-    job, _ = s.domains.delete(name)
-    return _job_outcome(s, job, lambda: {"name": name, "deleted": True})
+    check_domain_name(name)
+    if _flag("async"):
+        return _accepted(s.domains.delete(name)[0])
+    with s.waiters.enter():
+        job, _ = s.domains.delete(name)
+        return _job_outcome(s, job, lambda: {"name": name, "deleted": True})
+
+
+def _accepted(job: jobs.Job) -> bottle.HTTPResponse:
+    """?async=true: 202 with the job at once."""
+    resp = json_response(202, {**job.to_dict(), "links": {"self": f"/jobs/{job.id}",
+                                                          "events": f"/jobs/{job.id}/events"}})
+    resp.set_header("Location", f"/jobs/{job.id}")
+    return resp
 
 
 def _job_outcome(s: Services, job: jobs.Job, success: Callable[[], dict]) -> bottle.HTTPResponse:
-    """?async=true answers 202 with the job at once; otherwise wait and answer like the original manager."""
-    if _flag("async"):
-        resp = json_response(202, {**job.to_dict(), "links": {"self": f"/jobs/{job.id}",
-                                                              "events": f"/jobs/{job.id}/events"}})
-        resp.set_header("Location", f"/jobs/{job.id}")
-        return resp
+    """Wait for the job and answer like the original manager."""
     if not s.domains.wait(job):
         raise ApiError(504, f"job {job.id} still {job.state} after {s.config.domain_timeout:g} s", job_id=job.id)
     if job.state == jobs.SUCCESSFUL:
@@ -171,9 +190,9 @@ def list_domains(s: Services) -> bottle.HTTPResponse:
 
 
 def get_domain(s: Services, name: str) -> bottle.HTTPResponse:
-    found = domain_view.get_domain(s.config.libvirt_uri, name)
+    found = domain_view.get_domain(s.config.libvirt_uri, check_text("name", name))
     if found is None:
-        raise ApiError(404, f"domain {name!r} not found", field="name")
+        raise ApiError(404, "no such domain", field="name")
     return json_response(200, found)
 
 
@@ -198,7 +217,7 @@ def result(s: Services, run_id: str) -> bottle.HTTPResponse:
 def _job(s: Services, job_id: str) -> jobs.Job:
     job = s.store.get(job_id)
     if job is None:
-        raise ApiError(404, f"job {job_id!r} not found", field="id")
+        raise ApiError(404, "no such job", field="id")
     return job
 
 
@@ -215,17 +234,22 @@ def job_events(s: Services, job_id: str) -> Iterator[str]:
     after = bottle.request.get_header("Last-Event-ID", "") or bottle.request.query.get("after", "0")
     if not after.isdigit():
         raise ApiError(400, "Last-Event-ID / after must be a non-negative integer", field="after")
+    slot = s.streams.enter()
+    slot.__enter__()  # held while the stream runs: released when the generator ends or is closed
     bottle.response.content_type = "text/event-stream"
     bottle.response.set_header("Cache-Control", "no-cache")
     bottle.response.set_header("X-Accel-Buffering", "no")
-    return _sse(job, int(after))
+    return _sse(job, int(after), lambda: slot.__exit__(None, None, None))
 
 
-def _sse(job: jobs.Job, after: int) -> Iterator[str]:
-    yield "retry: 2000\n\n"
-    for event in job.follow(after):
-        if event is None:
-            yield f": keep-alive {time.time():.0f}\n\n"
-            continue
-        yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
-    yield f"event: end\ndata: {json.dumps(job.to_dict())}\n\n"
+def _sse(job: jobs.Job, after: int, release: Callable[[], Any]) -> Iterator[str]:
+    try:
+        yield "retry: 2000\n\n"
+        for event in job.follow(after):
+            if event is None:
+                yield f": keep-alive {time.time():.0f}\n\n"
+                continue
+            yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        yield f"event: end\ndata: {json.dumps(job.to_dict())}\n\n"
+    finally:
+        release()

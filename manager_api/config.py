@@ -8,6 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+# Host resources a domain may only use when the operator names them in CC_MANAGER_ALLOW_PASSTHROUGH
+# (manager_api/policy.py and SECURITY.md say what each one opens).
+PASSTHROUGH_KINDS = ("hostdev", "tpm", "direct", "filesystem", "block", "input", "smartcard", "redirdev", "bridge")
 
 
 class ConfigError(ValueError):
@@ -37,6 +40,21 @@ class Config:
     token: str | None = None
     playbook_dir: str = str(ROOT / "playbooks")
     domain_timeout: float = 900.0
+    # The XML policy (manager_api/policy.py): where pools, boot media and console logs may live.
+    storage_roots: tuple[str, ...] = ("/var/lib/libvirt/images", "/var/lib/cocos")
+    iso_roots: tuple[str, ...] = ("/var/lib/cocos/iso",)
+    log_dir: str = "/var/lib/cocos/log"
+    allow_passthrough: frozenset[str] = frozenset()
+    # Job records (SQLite) and the playbooks' private data directories.
+    state_dir: str = "/var/lib/cocos/manager"
+    # Admission: work beyond these bounds gets 503 + Retry-After at once instead of a server thread.
+    max_agent_calls: int = 8
+    max_playbooks: int = 4
+    max_waiters: int = 8
+    max_streams: int = 8
+    retry_after: int = 5
+    # A client must send its whole request line and headers within this time (slow clients cannot hold a thread).
+    header_timeout: float = 10.0
 
     @property
     def tls(self) -> bool:
@@ -96,6 +114,32 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _positive(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value < 1:
+        raise ConfigError(f"{name}: {raw!r} must be at least 1")
+    return value
+
+
+def _absolute(name: str, raw: str) -> str:
+    if not os.path.isabs(raw):
+        raise ConfigError(f"{name}: {raw!r} is not an absolute path")
+    return os.path.normpath(raw)
+
+
+def _paths(name: str, raw: str) -> tuple[str, ...]:
+    """A colon-separated list of absolute directories (they need not exist yet)."""
+    return tuple(_absolute(name, part) for part in raw.split(os.pathsep) if part)
+
+
+def _passthrough(name: str, raw: str) -> frozenset[str]:
+    kinds = {part.strip() for part in raw.split(",") if part.strip()}
+    unknown = sorted(kinds - set(PASSTHROUGH_KINDS))
+    if unknown:
+        raise ConfigError(f"{name}: {', '.join(unknown)} not among {', '.join(PASSTHROUGH_KINDS)}")
+    return frozenset(kinds)
+
+
 # env variable -> (Config field, parser); unset or empty variables keep the default.
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "CC_MANAGER_LOG_LEVEL": ("log_level", _log_level),
@@ -117,6 +161,17 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "CC_MANAGER_TOKEN": ("token", _text),
     "CC_MANAGER_PLAYBOOK_DIR": ("playbook_dir", _directory),
     "CC_MANAGER_DOMAIN_TIMEOUT": ("domain_timeout", _seconds),
+    "CC_MANAGER_STORAGE_ROOTS": ("storage_roots", _paths),
+    "CC_MANAGER_ISO_ROOTS": ("iso_roots", _paths),
+    "CC_MANAGER_LOG_DIR": ("log_dir", _absolute),
+    "CC_MANAGER_ALLOW_PASSTHROUGH": ("allow_passthrough", _passthrough),
+    "CC_MANAGER_STATE_DIR": ("state_dir", _absolute),
+    "CC_MANAGER_MAX_AGENT_CALLS": ("max_agent_calls", _positive),
+    "CC_MANAGER_MAX_PLAYBOOKS": ("max_playbooks", _positive),
+    "CC_MANAGER_MAX_WAITERS": ("max_waiters", _positive),
+    "CC_MANAGER_MAX_STREAMS": ("max_streams", _positive),
+    "CC_MANAGER_RETRY_AFTER": ("retry_after", _positive),
+    "CC_MANAGER_HEADER_TIMEOUT": ("header_timeout", _seconds),
 }
 
 

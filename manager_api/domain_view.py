@@ -1,42 +1,44 @@
-"""Read-only view of libvirt domains for GET /domains: quick, so listing needs no playbook run."""
+"""Read-only view of libvirt for the API: domains (GET /domains), pools and definitions the policy needs.
+
+Facts come from module_utils.cocos_libvirt (one parser, one state table): forwarded ports from domain_xml,
+state names from domain.state_name, pool directories from xml_facts.
+"""
 from __future__ import annotations
 
-import re
+import logging
 import xml.etree.ElementTree as ET
 
 import libvirt
 
+from module_utils.cocos_libvirt import domain_xml, xml_facts, xmlcanon
+from module_utils.cocos_libvirt.common import LibvirtModuleError
+from module_utils.cocos_libvirt.domain import STATE_NAMES, state_name
+
+log = logging.getLogger("manager_api.libvirt")
 # libvirt prints every error to stderr by default; ours are reported through exceptions instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-QEMU_NS = "{http://libvirt.org/schemas/domain/qemu/1.0}"
-_HOSTFWD = re.compile(r"hostfwd=(tcp|udp):([^:,]*):(\d+)-[^:,]*:(\d+)")
-_STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate", libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
-}
+__all__ = ["STATE_NAMES", "LibvirtUnavailable", "describe", "domain_definition", "forwarded_ports", "get_domain",
+           "list_domains", "pool_directories"]
 
 
 class LibvirtUnavailable(RuntimeError):
-    pass
+    """libvirt could not be reached or answered with an error; the message names no host path (the log has it)."""
 
 
 def forwarded_ports(xml_text: str) -> list[dict]:
-    """Ports forwarded by QEMU user networking, written as <qemu:commandline> -netdev hostfwd=... arguments."""
-    root = ET.fromstring(xml_text)
-    ports = []
-    for arg in root.iter(f"{QEMU_NS}arg"):
-        for proto, address, host_port, guest_port in _HOSTFWD.findall(arg.get("value", "")):
-            ports.append({"host_address": address or "0.0.0.0", "host_port": int(host_port),
-                          "guest_port": int(guest_port), "protocol": proto})
-    return ports
+    """Ports forwarded by QEMU user networking (<qemu:commandline> hostfwd=...), as domain_xml reads them."""
+    return domain_xml.forwarded_ports(_parse(xml_text))
+
+
+def _parse(xml_text: str) -> ET.Element:
+    try:
+        return xmlcanon.parse(xml_text, "domain")
+    except LibvirtModuleError as exc:
+        raise LibvirtUnavailable(f"libvirt returned an unreadable definition: {exc}") from None
 
 
 def describe(dom: libvirt.virDomain) -> dict:
-    state, _ = dom.state()
-    return {"name": dom.name(), "uuid": dom.UUIDString(), "state": _STATES.get(state, str(state)),
+    return {"name": dom.name(), "uuid": dom.UUIDString(), "state": state_name(dom),
             "forwarded_ports": forwarded_ports(dom.XMLDesc(0))}
 
 
@@ -44,25 +46,88 @@ def _open(uri: str) -> libvirt.virConnect:
     try:
         return libvirt.openReadOnly(uri)
     except libvirt.libvirtError as exc:
-        raise LibvirtUnavailable(f"cannot connect to {uri}: {exc.get_error_message()}") from None
+        log.error("cannot connect to libvirt", extra={"uri": uri, "error": exc.get_error_message()})
+        raise LibvirtUnavailable("libvirt is not reachable; see the manager's log") from None
 
 
 def list_domains(uri: str) -> list[dict]:
     conn = _open(uri)
     try:
-        return sorted((describe(d) for d in conn.listAllDomains(0)), key=lambda d: d["name"])
+        out = []
+        for dom in conn.listAllDomains(0):
+            try:
+                out.append(describe(dom))
+            except libvirt.libvirtError:
+                continue  # undefined between listing and reading: not an error
+        return sorted(out, key=lambda d: d["name"])
     finally:
         conn.close()
+
+
+def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        log.error("domain lookup failed", extra={"domain": name, "error": exc.get_error_message()})
+        raise LibvirtUnavailable("libvirt could not look the domain up; see the manager's log") from None
 
 
 def get_domain(uri: str, name: str) -> dict | None:
     conn = _open(uri)
     try:
+        dom = _lookup(conn, name)
+        return describe(dom) if dom is not None else None
+    finally:
+        conn.close()
+
+
+def domain_definition(uri: str, name: str) -> ET.Element | None:
+    """The domain's inactive definition, parsed, or None when there is no such domain."""
+    conn = _open(uri)
+    try:
+        dom = _lookup(conn, name)
+        return _parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) if dom is not None else None
+    finally:
+        conn.close()
+
+
+def pool_directories(uri: str) -> dict[str, str | None]:
+    """Every storage pool's name and target directory (None for pools without one)."""
+    conn = _open(uri)
+    try:
+        out: dict[str, str | None] = {}
+        for pool in conn.listAllStoragePools(0):
+            try:
+                out[pool.name()] = xml_facts.pool_facts(xmlcanon.parse(pool.XMLDesc(0), "pool"))["path"]
+            except (libvirt.libvirtError, LibvirtModuleError):
+                continue
+        return out
+    finally:
+        conn.close()
+
+
+def domain_exists(uri: str, name: str) -> bool:
+    conn = _open(uri)
+    try:
+        return _lookup(conn, name) is not None
+    finally:
+        conn.close()
+
+
+def storage_exists(uri: str, pool: str, volume: str) -> tuple[bool, bool]:
+    """(pool exists, volume exists in it)."""
+    conn = _open(uri)
+    try:
         try:
-            return describe(conn.lookupByName(name))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None
-            raise LibvirtUnavailable(f"lookup of {name!r} failed: {exc.get_error_message()}") from None
+            found = conn.storagePoolLookupByName(pool)
+        except libvirt.libvirtError:
+            return False, False
+        try:
+            found.storageVolLookupByName(volume)
+            return True, True
+        except libvirt.libvirtError:
+            return True, False
     finally:
         conn.close()

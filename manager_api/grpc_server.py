@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
@@ -14,8 +16,11 @@ from grpc_reflection.v1alpha import reflection
 from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
 from manager_api import domain_view, grpc_runs, jobs, runs
 from manager_api.agent_client import AgentError
-from manager_api.domains import RequestError
+from manager_api.domains import check_domain_name
+from manager_api.errors import Busy, Conflict, RequestError, check_text
 from manager_api.services import Services
+
+log = logging.getLogger("manager_api.grpc")
 
 _STATE = {jobs.QUEUED: manager_v1_pb2.JOB_STATE_QUEUED, jobs.RUNNING: manager_v1_pb2.JOB_STATE_RUNNING,
           jobs.SUCCESSFUL: manager_v1_pb2.JOB_STATE_SUCCESSFUL, jobs.FAILED: manager_v1_pb2.JOB_STATE_FAILED,
@@ -46,24 +51,45 @@ def domain_message(d: dict) -> manager_v1_pb2.Domain:
                                  forwarded_ports=[manager_v1_pb2.ForwardedPort(**p) for p in d["forwarded_ports"]])
 
 
-def _abort_for(context: grpc.ServicerContext, exc: Exception) -> None:
-    """One mapping of our errors to status codes, shared by every RPC."""
+def _abort_for(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    """One mapping of our errors to status codes, shared by every RPC; anything else is INTERNAL, without its text."""
+    if isinstance(exc, Conflict):
+        context.abort(grpc.StatusCode.ABORTED, f"{exc} (job {exc.job_id})")
     if isinstance(exc, RequestError):
         context.abort(_REQUEST_STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
     if isinstance(exc, AgentError):
         context.abort(grpc.StatusCode.UNAVAILABLE if exc.unavailable else exc.code, str(exc))
+    if isinstance(exc, Busy):
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     if isinstance(exc, domain_view.LibvirtUnavailable):
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-    raise exc
+    error_id = uuid.uuid4().hex
+    log.error("unhandled error", exc_info=exc, extra={"method": method, "error_id": error_id})
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error; see the manager's log for error id {error_id}")
 
 
 def _guarded(fn: Callable) -> Callable:
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(self, request, context)
-        except (RequestError, AgentError, domain_view.LibvirtUnavailable) as exc:
-            _abort_for(context, exc)
-    return wrapper
+    """Kept for the servicers' readability: the interceptor maps every error (see _Interceptor._guard)."""
+    return fn
+
+
+class _BadRequest:
+    """What a request that could not be decoded becomes; the guard turns it into INVALID_ARGUMENT."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _checked_text(message: Any, prefix: str = "") -> None:
+    """check_text on every string field of a request message, naming the field."""
+    for descriptor, value in message.ListFields():
+        name = f"{prefix}{descriptor.name}"
+        if descriptor.type == descriptor.TYPE_STRING:
+            for item in (value if descriptor.label == descriptor.LABEL_REPEATED else [value]):
+                check_text(name, item)
+        elif descriptor.type == descriptor.TYPE_MESSAGE:
+            for item in (value if descriptor.label == descriptor.LABEL_REPEATED else [value]):
+                _checked_text(item, f"{name}.")
 
 
 class ManagerService(manager_pb2_grpc.ManagerServiceServicer):
@@ -79,8 +105,10 @@ class ManagerService(manager_pb2_grpc.ManagerServiceServicer):
     @_guarded
     def CreateDomain(self, request: manager_pb2.CreateDomainRequest,
                      context: grpc.ServicerContext) -> manager_pb2.CreateDomainResponse:
-        job, _ = self.s.domains.create(request.pool, request.volume, request.domain)
-        if not self.s.domains.wait(job):
+        with self.s.waiters.enter():
+            job, _ = self.s.domains.create(request.pool, request.volume, request.domain)
+            self.s.domains.wait(job)
+        if not job.done:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"job {job.id} still {job.state}")
         if job.state != jobs.SUCCESSFUL:
             code = grpc.StatusCode.ABORTED if job.state == jobs.CANCELED else grpc.StatusCode.INTERNAL
@@ -98,6 +126,7 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
 
     @_guarded
     def DeleteDomain(self, request, context):
+        check_domain_name(request.name)
         return job_message(self.s.domains.delete(request.name)[0])
 
     @_guarded
@@ -109,13 +138,13 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
     def GetDomain(self, request, context):
         found = domain_view.get_domain(self.s.config.libvirt_uri, request.name)
         if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"domain {request.name!r} not found")
+            context.abort(grpc.StatusCode.NOT_FOUND, "name: no such domain")
         return domain_message(found)
 
     def _job(self, job_id: str, context: grpc.ServicerContext) -> jobs.Job:
         job = self.s.store.get(job_id)
         if job is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found")
+            context.abort(grpc.StatusCode.NOT_FOUND, "id: no such job")
             raise AssertionError("abort raises")  # tells the type checker abort never returns
         return job
 
@@ -127,11 +156,12 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
 
     def WatchJob(self, request, context) -> Iterator[manager_v1_pb2.JobEvent]:
         job = self._job(request.id, context)
-        for event in job.follow(request.after_seq, heartbeat=1.0):
-            if not context.is_active():
-                return
-            if event is not None:
-                yield event_message(event)
+        with self.s.streams.enter():
+            for event in job.follow(request.after_seq, heartbeat=1.0):
+                if not context.is_active():
+                    return
+                if event is not None:
+                    yield event_message(event)
 
     def CancelJob(self, request, context):
         job = self._job(request.id, context)
@@ -171,7 +201,12 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
 
 
 class _Interceptor(grpc.ServerInterceptor):
-    """Bearer auth (health exempt) and per-method request metrics."""
+    """Bearer auth (only health is exempt: reflection too needs the token), request checks, error mapping, metrics.
+
+    Every call's request is decoded here (a message that does not decode is INVALID_ARGUMENT), its strings are
+    checked (NUL bytes and control characters are INVALID_ARGUMENT), and an unexpected exception becomes INTERNAL
+    without its text. Metrics label a call with its method only when a registered service has that method.
+    """
 
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -180,33 +215,77 @@ class _Interceptor(grpc.ServerInterceptor):
         method = details.method
         token = self.s.config.token
         handler = continuation(details)
-        if token and not method.startswith(_HEALTH_PREFIX) and "ServerReflection" not in method:
+        if token and not method.startswith(_HEALTH_PREFIX):
             given = dict(details.invocation_metadata).get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return _deny(self.s, method, handler)
-        # Calls with a single reply are timed; streamed replies (WatchJob, GetResult) pass as they are.
-        if handler is not None and handler.unary_unary is not None:
+        if handler is None:
+            self.s.metrics.observe("grpc", "POST", method, grpc.StatusCode.UNIMPLEMENTED.name, 0.0)
+            return None
+        deserializer = _safe(handler.request_deserializer)
+        if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._timed(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer)
-        if handler is not None and handler.stream_unary is not None:
+                self._timed(method, handler.unary_unary), deserializer, handler.response_serializer)
+        if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._timed(method, handler.stream_unary), handler.request_deserializer, handler.response_serializer)
-        return handler
+                self._timed(method, handler.stream_unary, streamed=True), deserializer, handler.response_serializer)
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(method, handler.unary_stream), deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(method, handler.stream_stream, streamed=True), deserializer, handler.response_serializer)
 
-    def _timed(self, method: str, behaviour: Callable) -> Callable:
+    def _checked(self, request: Any, streamed: bool) -> Any:
+        if streamed:
+            return (self._checked(item, False) for item in request)
+        if isinstance(request, _BadRequest):
+            raise RequestError("request", f"cannot be decoded: {type(request.error).__name__}")
+        if request is not None:
+            _checked_text(request)
+        return request
+
+    def _timed(self, method: str, behaviour: Callable, streamed: bool = False) -> Callable:
         def wrapper(request, context):
             start = time.perf_counter()
-            status = "OK"
             try:
-                return behaviour(request, context)
-            except BaseException:
-                status = "ERROR"
-                raise
+                return behaviour(self._checked(request, streamed), context)
+            except Exception as exc:
+                if _aborted(context):
+                    raise
+                _abort_for(context, exc, method)
             finally:
                 code = context.code() if hasattr(context, "code") else None
-                status = code.name if isinstance(code, grpc.StatusCode) else status
+                status = code.name if isinstance(code, grpc.StatusCode) else "OK"
                 self.s.metrics.observe("grpc", "POST", method, status, time.perf_counter() - start)
         return wrapper
+
+    def _streaming(self, method: str, behaviour: Callable, streamed: bool = False) -> Callable:
+        def wrapper(request, context):
+            try:
+                yield from behaviour(self._checked(request, streamed), context)
+            except Exception as exc:
+                if _aborted(context):
+                    raise
+                _abort_for(context, exc, method)
+        return wrapper
+
+
+def _aborted(context: grpc.ServicerContext) -> bool:
+    """Whether the servicer already chose a status (context.abort raised)."""
+    code = context.code() if hasattr(context, "code") else None
+    return isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK
+
+
+def _safe(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, invalid UTF-8 in a string field, ...
+            return _BadRequest(exc)
+    return decode
 
 
 def _deny(services: Services, method: str, handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
@@ -221,10 +300,15 @@ def _deny(services: Services, method: str, handler: grpc.RpcMethodHandler | None
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
-def build_server(services: Services, max_workers: int = 16) -> tuple[grpc.Server, int]:
-    """Create and start the server; returns it with the bound port (useful when the configured port is 0)."""
+def build_server(services: Services) -> tuple[grpc.Server, int]:
+    """Create and start the server; returns it with the bound port (useful when the configured port is 0).
+
+    Its threads exceed the admission bounds (agent calls, waiting CreateDomain, WatchJob streams) by a reserve, so
+    health checks and quick calls always find one.
+    """
     cfg = services.config
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+    workers = cfg.max_agent_calls + cfg.max_waiters + cfg.max_streams + 8
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
                          interceptors=[_Interceptor(services)])
     manager_pb2_grpc.add_ManagerServiceServicer_to_server(ManagerService(services), server)
     manager_v1_pb2_grpc.add_ManagerServiceServicer_to_server(ManagerV1Service(services), server)
@@ -234,6 +318,10 @@ def build_server(services: Services, max_workers: int = 16) -> tuple[grpc.Server
              manager_v1_pb2.DESCRIPTOR.services_by_name["ManagerService"].full_name,
              health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+    services.metrics.grpc_methods = frozenset(_method_names(server_services=(
+        manager_pb2.DESCRIPTOR.services_by_name["ManagerService"],
+        manager_v1_pb2.DESCRIPTOR.services_by_name["ManagerService"],
+        health_pb2.DESCRIPTOR.services_by_name["Health"])) | {f"/{reflection.SERVICE_NAME}/ServerReflectionInfo"})
     address = f"{cfg.grpc_host}:{cfg.grpc_port}"
     if cfg.tls:
         creds = grpc.ssl_server_credentials([(_read(cfg.server_key), _read(cfg.server_cert))])
@@ -244,6 +332,10 @@ def build_server(services: Services, max_workers: int = 16) -> tuple[grpc.Server
     for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
+
+
+def _method_names(server_services: tuple) -> set[str]:
+    return {f"/{service.full_name}/{method.name}" for service in server_services for method in service.methods}
 
 
 def _read(path: str | None) -> bytes:

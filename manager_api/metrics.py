@@ -1,49 +1,66 @@
-"""Prometheus text exposition of request counts and latencies per method, without a client library."""
+"""Prometheus metrics through prometheus_client, with label values from bounded sets only.
+
+Label values come from what the manager serves, never from the request as sent: an HTTP request is labelled with
+its route's rule ("unmatched" when no route matched) and a known method ("other" otherwise); a gRPC call with its
+full method name when a registered service has it, else "unknown". So a client cannot grow /metrics by inventing
+paths or method names.
+"""
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Summary, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from manager_api import jobs
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+UNKNOWN_METHOD = "unknown"
+
+
+class _JobStates(Collector):
+    def __init__(self, states: Callable[[], Iterable[str]]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("cocos_manager_jobs", "Jobs known to the manager, by state.", labels=["state"])
+        counts = {state: 0 for state in jobs.STATES}
+        for state in self.states():
+            counts[state] = counts.get(state, 0) + 1
+        for state, count in counts.items():
+            family.add_metric([state], count)
+        yield family
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count: dict[tuple, int] = defaultdict(int)
-        self._seconds: dict[tuple, float] = defaultdict(float)
+        self.registry = CollectorRegistry()
+        self.grpc_methods: frozenset[str] = frozenset()
+        self._requests = Counter("cocos_manager_requests", "Requests served, by protocol, method, route and status.",
+                                 ["protocol", "method", "route", "status"], registry=self.registry)
+        self._seconds = Summary("cocos_manager_request_duration_seconds", "Time spent serving requests.",
+                                ["protocol", "method", "route"], registry=self.registry)
+        self._refused = Counter("cocos_manager_refused", "Requests refused at once because a bound was reached.",
+                                ["what"], registry=self.registry)
+        self._store: jobs.JobStore | None = None
+
+    def watch_jobs(self, store: jobs.JobStore) -> None:
+        self._store = store
+        self.registry.register(_JobStates(lambda: (job.state for job in store.list())))
 
     def observe(self, protocol: str, method: str, route: str, status: str, seconds: float) -> None:
-        with self._lock:
-            self._count[(protocol, method, route, status)] += 1
-            self._seconds[(protocol, method, route)] += seconds
+        """route: an HTTP route rule or a gRPC full method name; anything else is folded into one value."""
+        if protocol == "grpc":
+            route = route if route in self.grpc_methods else UNKNOWN_METHOD
+        elif method not in HTTP_METHODS:
+            method = "other"
+        self._requests.labels(protocol, method, route, status).inc()
+        self._seconds.labels(protocol, method, route).observe(seconds)
 
-    def render(self, store: jobs.JobStore) -> str:
-        lines = [
-            "# HELP cocos_manager_requests_total Requests served, by protocol, method, route and status.",
-            "# TYPE cocos_manager_requests_total counter",
-        ]
-        with self._lock:
-            counts, seconds = dict(self._count), dict(self._seconds)
-        for (proto, method, route, status), n in sorted(counts.items()):
-            lines.append(f'cocos_manager_requests_total{{protocol="{proto}",method="{method}",route="{_esc(route)}",'
-                         f'status="{status}"}} {n}')
-        lines += ["# HELP cocos_manager_request_duration_seconds Time spent serving requests.",
-                  "# TYPE cocos_manager_request_duration_seconds summary"]
-        totals: dict[tuple, int] = defaultdict(int)
-        for (proto, method, route, _status), n in counts.items():
-            totals[(proto, method, route)] += n
-        for key, total in sorted(seconds.items()):
-            labels = f'protocol="{key[0]}",method="{key[1]}",route="{_esc(key[2])}"'
-            lines.append(f"cocos_manager_request_duration_seconds_sum{{{labels}}} {total:.6f}")
-            lines.append(f"cocos_manager_request_duration_seconds_count{{{labels}}} {totals[key]}")
-        lines += ["# HELP cocos_manager_jobs Jobs known to the manager, by state.", "# TYPE cocos_manager_jobs gauge"]
-        by_state = {state: 0 for state in jobs.STATES}
-        for job in store.list():
-            by_state[job.state] += 1
-        lines += [f'cocos_manager_jobs{{state="{state}"}} {n}' for state, n in by_state.items()]
-        return "\n".join(lines) + "\n"
+    def refused(self, what: str) -> None:
+        self._refused.labels(what).inc()
 
-
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

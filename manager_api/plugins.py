@@ -13,7 +13,7 @@ import bottle
 
 from manager_api.agent_client import AgentError
 from manager_api.domain_view import LibvirtUnavailable
-from manager_api.domains import RequestError
+from manager_api.errors import Busy, Conflict, RequestError, check_text
 
 log = logging.getLogger("manager_api.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -85,10 +85,29 @@ class AuthPlugin:
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), str(self.token).encode())
 
 
+class TextPlugin:
+    """Path parameters and query values are text: NUL bytes, control characters and lone surrogates are a 400."""
+
+    name, api = "text", 2
+
+    def apply(self, callback: Callable, route: bottle.Route) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for key, value in kwargs.items():
+                check_text(key, value)
+            for key, value in bottle.request.query.allitems():
+                check_text(key, key)
+                check_text(key, value)
+            return callback(*args, **kwargs)
+        return wrapper
+
+
 class JsonErrorPlugin:
     """Our typed errors become JSON replies with the right status; a traceback only ever reaches the log."""
 
     name, api = "json_errors", 2
+
+    def __init__(self, metrics: Any = None) -> None:
+        self.metrics = metrics
 
     def apply(self, callback: Callable, route: bottle.Route) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -96,8 +115,16 @@ class JsonErrorPlugin:
                 return callback(*args, **kwargs)
             except bottle.HTTPResponse:
                 raise
+            except Conflict as exc:
+                return json_response(409, error_body(409, str(exc), field=exc.field, job_id=exc.job_id))
             except RequestError as exc:
                 return json_response(exc.status, error_body(exc.status, str(exc), field=exc.field))
+            except Busy as exc:
+                if self.metrics is not None:
+                    self.metrics.refused(exc.what)
+                resp = json_response(503, error_body(503, str(exc)))
+                resp.set_header("Retry-After", str(exc.retry_after))
+                return resp
             except ApiError as exc:
                 return json_response(exc.status, error_body(exc.status, str(exc), **exc.extra))
             except AgentError as exc:

@@ -19,8 +19,9 @@ from typing import Any
 import grpc
 
 from manager_api import schemas
+from manager_api.admission import Gate
 from manager_api.agent_client import AgentError, AgentPool
-from manager_api.domains import RequestError
+from manager_api.errors import RequestError, check_json
 
 # The keys of the computation document, as the original manager marshalled its Computation struct.
 _LISTS = ("datasets", "algorithms", "dataset_providers", "algorithm_providers", "result_consumers")
@@ -31,6 +32,7 @@ _OUTCOME_CODES = frozenset({grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EX
                             grpc.StatusCode.RESOURCE_EXHAUSTED})
 MAX_RUNS = 1000  # remembered runs; the oldest are forgotten first
 ALGORITHM, DATASET = "algorithm", "dataset"
+AGENT_RESTARTED = "agent restarted"
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -69,6 +71,7 @@ class Run:
     error: str = ""
     result_bytes: int | None = None
     superseded_by: str = ""
+    epoch: int = 0  # the agent connection's epoch when the run was forwarded (agent_client.AgentClient.epoch)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "agent": self.agent, "domain": self.domain, "ttl": self.ttl,
@@ -80,9 +83,13 @@ class Run:
 class RunService:
     """What HTTP and gRPC both call. `locate(domain)` answers (agent address, domain name) for a new run."""
 
-    def __init__(self, agents: AgentPool, locate: Callable[[str | None], tuple[str, str]]) -> None:
+    def __init__(self, agents: AgentPool, locate: Callable[[str | None], tuple[str, str]],
+                 gate: Gate | None = None) -> None:
         self.agents = agents
         self.locate = locate
+        self.gate = gate or Gate("agent calls", 1000, 5)
+        if agents is not None:
+            agents.on_reconnect(self._agent_restarted)
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._latest: dict[str, str] = {}  # agent address -> id of the run it holds
@@ -90,6 +97,7 @@ class RunService:
 
     def run(self, fields: dict[str, Any], require_positive_ttl: bool = False) -> str:
         """Forward a run and return its id; raises RequestError or AgentError."""
+        check_json(fields)
         schemas.validate(schemas.RUN, fields)
         if require_positive_ttl and int(fields.get("ttl") or 0) <= 0:
             raise RequestError("ttl", "must be greater than 0")
@@ -98,8 +106,10 @@ class RunService:
                   ttl=int(fields.get("ttl") or 0))
         payload = json.dumps(build_computation(fields, run.id), separators=(",", ":")).encode()
         # Forwarding and recording happen under the address's lock, so "latest" is what the agent really holds.
-        with self._address_lock(address):
-            self.agents.get(address).run(payload)
+        client = self.agents.get(address)
+        with self.gate.enter(), self._address_lock(address):
+            client.run(payload)
+            run.epoch = client.epoch
             self._record(run)
         return run.id
 
@@ -114,7 +124,8 @@ class RunService:
         """Forward an algorithm or dataset to the run's agent; returns the agent's content id (sha256)."""
         run = self._usable(run_id)
         client = self.agents.get(run.agent)
-        content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
+        with self.gate.enter():
+            content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
         with self._lock:
             if kind == ALGORITHM:
                 run.algorithm = content_id
@@ -126,19 +137,23 @@ class RunService:
     def result(self, run_id: str) -> bytes:
         """The run's result; the agent runs the algorithm on the first request (up to the run's ttl)."""
         run = self._usable(run_id)
-        with self._lock:
-            before = run.state
-            self._move(run, RUNNING)
-        try:
-            file = self.agents.get(run.agent).result(wait=float(run.ttl))
-        except AgentError as exc:
+        client = self.agents.get(run.agent)
+        with self.gate.enter():
             with self._lock:
-                if exc.code in _OUTCOME_CODES and not exc.unavailable:
-                    run.error = str(exc)
-                    self._move(run, FAILED)
-                else:
-                    self._move(run, before)
-            raise
+                before = run.state
+                self._move(run, RUNNING)
+            try:
+                file = client.result(wait=float(run.ttl))
+            except AgentError as exc:
+                with self._lock:
+                    if run.state != RUNNING:
+                        pass  # the agent restarted meanwhile: the run is already failed with that reason
+                    elif exc.code in _OUTCOME_CODES and not exc.unavailable:
+                        run.error = str(exc)
+                        self._move(run, FAILED)
+                    else:
+                        self._move(run, before)
+                raise
         with self._lock:
             run.result_bytes = len(file)
             self._move(run, COMPLETE)
@@ -146,10 +161,21 @@ class RunService:
 
     def _usable(self, run_id: str) -> Run:
         run = self.get(run_id)
+        if run.state == FAILED and run.error.startswith(AGENT_RESTARTED):
+            raise RequestError("id", run.error, status=409)
         if run.state == SUPERSEDED:
             raise RequestError("id", f"run {run_id} was replaced on agent {run.agent} by run {run.superseded_by}; "
                                      "the agent holds one computation at a time", status=409)
         return run
+
+    def _agent_restarted(self, address: str, epoch: int) -> None:
+        """The connection to an agent was established again: it lost the computations it held (memory only)."""
+        with self._lock:
+            for run in self._runs.values():
+                if run.agent == address and run.epoch < epoch and run.state in (FORWARDED, RECEIVING, RUNNING):
+                    run.error = (f"{AGENT_RESTARTED}: the connection to agent {address} was lost and established "
+                                 "again, and the agent keeps a computation in memory only; start a new run")
+                    self._move(run, FAILED)
 
     def _record(self, run: Run) -> None:
         with self._lock:

@@ -1,11 +1,13 @@
 """The objects both front ends share, built once from the Config."""
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 
-from manager_api import __version__
+from manager_api import __version__, recovery
+from manager_api.admission import Gate
 from manager_api.agent_client import AgentPool
 from manager_api.agent_locator import AgentLocator
 from manager_api.config import ROOT, Config
@@ -33,9 +35,24 @@ class Services:
     agents: AgentPool
     metrics: Metrics = field(default_factory=Metrics)
     build: dict = field(default_factory=dict)
+    waiters: Gate = field(default_factory=lambda: Gate("waiting requests", 8, 5))
+    streams: Gate = field(default_factory=lambda: Gate("event streams", 8, 5))
+    interrupted: list = field(default_factory=list)
+
+    def stop_work(self, timeout: float = 5.0) -> None:
+        """Shutdown: cancel every job that runs (its rollback waits for the next start) and end agent calls."""
+        self.domains.stopping = True
+        running = self.store.running()
+        for job in running:
+            self.store.cancel(job)
+        self.agents.close()
+        deadline = time.monotonic() + timeout
+        for job in running:
+            job.wait(max(deadline - time.monotonic(), 0))
 
     def close(self) -> None:
         self.agents.close()
+        self.store.close()
 
 
 def build_info() -> dict:
@@ -45,8 +62,17 @@ def build_info() -> dict:
 
 
 def build_services(config: Config) -> Services:
-    store = JobStore()
+    """Everything both front ends share; jobs a previous manager left unfinished are recovered first."""
+    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+    store = JobStore(os.path.join(config.state_dir, "jobs.sqlite3"), max_running=config.max_playbooks,
+                     retry_after=config.retry_after)
     agents = AgentPool(config.agent_grpc_timeout, config.agent_retry_total)
-    domains = DomainService(config, store, PlaybookRunner(config.playbook_dir))
-    runs = RunService(agents, AgentLocator(config, store).locate)
-    return Services(config=config, store=store, domains=domains, runs=runs, agents=agents, build=build_info())
+    domains = DomainService(config, store, PlaybookRunner(config.playbook_dir, config.state_dir))
+    runs = RunService(agents, AgentLocator(config, store).locate,
+                      Gate("agent calls", config.max_agent_calls, config.retry_after))
+    services = Services(config=config, store=store, domains=domains, runs=runs, agents=agents, build=build_info(),
+                        waiters=Gate("waiting requests", config.max_waiters, config.retry_after),
+                        streams=Gate("event streams", config.max_streams, config.retry_after))
+    services.metrics.watch_jobs(store)
+    services.interrupted = recovery.recover(store, domains, config.state_dir)
+    return services

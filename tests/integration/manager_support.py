@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -24,6 +27,7 @@ from manager_api.http_server import HttpServer
 from manager_api.services import build_services
 
 LOOPBACK = "127.0.0.1"
+STATE_PREFIX = "cocos-mgr-state-"
 
 # The original README's command, character for character; only the port differs (ours is ephemeral).
 README_RUN = r"""curl -X POST \
@@ -87,8 +91,10 @@ class Manager:
 
 
 def make_config(**overrides: Any) -> Config:
+    """Loopback, ephemeral ports, a fast-failing agent, and a fresh state directory (job database) per manager."""
     base = {"http_host": LOOPBACK, "http_port": 0, "grpc_host": LOOPBACK, "grpc_port": 0,
-            "agent_grpc_url": f"{LOOPBACK}:1", "agent_retry_total": 1.0, "agent_grpc_timeout": 1.0}
+            "agent_grpc_url": f"{LOOPBACK}:1", "agent_retry_total": 1.0, "agent_grpc_timeout": 1.0,
+            "state_dir": tempfile.mkdtemp(prefix=STATE_PREFIX)}
     base.update(overrides)
     return Config(**base)
 
@@ -105,6 +111,8 @@ def manager_server(config: Config) -> Iterator[Manager]:
         http.stop()
         grpc_srv.stop(0)
         services.close()
+        if os.path.basename(config.state_dir).startswith(STATE_PREFIX):
+            shutil.rmtree(config.state_dir, ignore_errors=True)
 
 
 def request(method: str, url: str, body: Any = None, headers: dict | None = None,

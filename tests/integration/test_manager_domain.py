@@ -39,7 +39,8 @@ def free_port() -> int:
 
 def write_definitions(xml_dir: Path, tag: str, work: Path, fwd_port: int) -> dict:
     names = {"pool": f"ctest-mgr-pool-{tag}", "volume": "ctest-mgr-boot.qcow2", "domain": f"ctest-mgr-dom-{tag}"}
-    dummy_iso = work / "dummy.iso"
+    dummy_iso = work / "iso" / "dummy.iso"
+    dummy_iso.parent.mkdir()
     dummy_iso.write_bytes(b"\0" * 4096)
     (xml_dir / "pool.xml").write_text(
         f"<pool type='dir'><name>{names['pool']}</name><target><path>{work / 'img'}</path></target></pool>")
@@ -68,6 +69,12 @@ def write_definitions(xml_dir: Path, tag: str, work: Path, fwd_port: int) -> dic
     return names
 
 
+def policy_config(work: Path, **overrides):
+    """The XML policy pointed at the test's own directory: storage under it, boot media in iso/, logs in log/."""
+    return make_config(storage_roots=(str(work),), iso_roots=(str(work / "iso"),), log_dir=str(work / "log"),
+                       **overrides)
+
+
 def cleanup(names: dict) -> None:
     conn = libvirt.open(URI)
     try:
@@ -86,7 +93,7 @@ def env():
     names = write_definitions(xml_dir, tag, work, free_port())
     libvirt.registerErrorHandler(lambda *_: None, None)
     try:
-        with manager_server(make_config(xml_dir=str(xml_dir), libvirt_uri=URI, domain_timeout=300)) as mgr:
+        with manager_server(policy_config(work, xml_dir=str(xml_dir), libvirt_uri=URI, domain_timeout=300)) as mgr:
             yield mgr, names, xml_dir
     finally:
         cleanup(names)
@@ -152,6 +159,7 @@ def test_symlink_escape_is_refused(env):
     finally:
         link.unlink()
     assert status == 400 and body["field"] == "domain" and "outside" in body["error"]
+    assert str(xml_dir) not in body["error"]  # the rule is named, not the directory
 
 
 def test_async_create_job_and_sse_events(env):

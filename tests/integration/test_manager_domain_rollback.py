@@ -59,7 +59,7 @@ def write_definitions(xml_dir: Path, tag: str, work: Path) -> dict:
     # libvirt refuses the definition itself: no such disk bus.
     (xml_dir / "rejected.xml").write_text(domain_xml(names, "bogus"))
     # libvirt accepts the definition, but starting fails: the ISO is missing (the module undefines it again).
-    (xml_dir / "no-iso.xml").write_text(domain_xml(names, "virtio", cdrom=str(work / "missing.iso")))
+    (xml_dir / "no-iso.xml").write_text(domain_xml(names, "virtio", cdrom=str(work / "iso" / "missing.iso")))
     return names
 
 
@@ -112,7 +112,9 @@ def env():
     names = write_definitions(xml_dir, tag, work)
     libvirt.registerErrorHandler(lambda *_: None, None)
     try:
-        with manager_server(make_config(xml_dir=str(xml_dir), libvirt_uri=URI, domain_timeout=300)) as mgr:
+        config = make_config(xml_dir=str(xml_dir), libvirt_uri=URI, domain_timeout=300, storage_roots=(str(work),),
+                             iso_roots=(str(work / "iso"),), log_dir=str(work / "log"))
+        with manager_server(config) as mgr:
             yield mgr, names, xml_dir
     finally:
         remove_ours(names)
@@ -140,7 +142,7 @@ def test_failed_domain_rolls_back_the_new_pool_and_volume(clean, definition, lib
     error = body["error"]
     assert error.startswith(f"create_domain failed: {STEP}") and libvirt_words in error, error
     assert (f"Rolled back: volume '{names['volume']}' in pool '{names['pool']}' deleted, pool '{names['pool']}' "
-            f"removed (its directory {names['pool_path']} is kept). Remains: nothing.") in error
+            "removed (its directory is kept). Remains: nothing.") in error
     assert "Traceback" not in error and body["job_id"]
     _, _, job = request("GET", f"{mgr.base}/jobs/{body['job_id']}")
     assert job["state"] == "failed" and job["error"] == error.removeprefix("create_domain failed: ")

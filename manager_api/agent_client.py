@@ -6,16 +6,15 @@ thread sleeps in a retry loop and admission (manager_api/admission.py) bounds ho
 errors are the agent's answer and are reported at once, with an HTTP status that says what the agent meant (out of
 order is a conflict, a failed algorithm is unprocessable, ...), not a blanket 502.
 
-The client watches its channel's connectivity: each time the connection to the agent is established again after it
-was lost, `epoch` grows and listeners hear of it. The agent keeps its computation in memory only, so a run forwarded
-in an earlier epoch is gone from it (manager_api/runs.py marks such runs failed).
+The client watches its channel's connectivity: `losses` counts the times an established connection to the agent was
+lost. The agent keeps its computation in memory only, so when an agent that lost its connection since a run was
+forwarded answers that it holds no computation, it restarted (manager_api/runs.py then marks the run failed).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -67,16 +66,13 @@ class AgentError(RuntimeError):
 
 
 class AgentClient:
-    def __init__(self, address: str, timeout: float = 5.0, retry_total: float = 30.0,
-                 on_reconnect: Callable[[str, int], None] | None = None) -> None:
+    def __init__(self, address: str, timeout: float = 5.0, retry_total: float = 30.0) -> None:
         self.address = address
         self.timeout = timeout
         self.retry_total = retry_total
-        self.epoch = 0  # grows each time the connection is established again after being lost
-        self._on_reconnect = on_reconnect
+        self.losses = 0  # times an established connection was lost (the agent stopped, restarted, or cut it)
         self._lock = threading.Lock()
         self._state = grpc.ChannelConnectivity.IDLE
-        self._was_ready = False
         self._channel: grpc.Channel | None = None
         self._stub: agent_pb2_grpc.AgentServiceStub | None = None
 
@@ -84,25 +80,16 @@ class AgentClient:
         with self._lock:
             if self._stub is None:
                 self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-                self._channel.subscribe(self._connectivity, try_to_connect=True)
+                self._channel.subscribe(self._connectivity, try_to_connect=False)
                 self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
             return self._stub
 
     def _connectivity(self, state: grpc.ChannelConnectivity) -> None:
-        reconnected = False
         with self._lock:
-            if state == grpc.ChannelConnectivity.READY:
-                if self._was_ready and self._state != grpc.ChannelConnectivity.READY:
-                    self.epoch += 1
-                    reconnected = True
-                self._was_ready = True
+            if self._state == grpc.ChannelConnectivity.READY and state != grpc.ChannelConnectivity.READY:
+                self.losses += 1
+                log.info("agent connection lost", extra={"agent": self.address, "losses": self.losses})
             self._state = state
-            epoch = self.epoch
-        if reconnected:
-            log.warning("agent connection re-established: the agent restarted",
-                        extra={"agent": self.address, "epoch": epoch})
-            if self._on_reconnect is not None:
-                self._on_reconnect(self.address, epoch)
 
     @property
     def ready(self) -> bool:
@@ -149,6 +136,8 @@ class AgentClient:
                 raise AgentError(f"agent at {self.address} unavailable: not reachable within "
                                  f"{self.retry_total:g} s", grpc.StatusCode.UNAVAILABLE, unavailable=True) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                with self._lock:
+                    self.losses += 1  # the connection broke under a call: counted even before the callback says so
                 raise AgentError(f"agent at {self.address} unavailable after {time.monotonic() - start:.1f} s: "
                                  f"{details}", grpc.StatusCode.UNAVAILABLE, unavailable=True) from None
             raise AgentError(f"agent at {self.address} refused {what}: {code.name}: {details}", code) from None
@@ -162,22 +151,12 @@ class AgentPool:
         self.retry_total = retry_total
         self._lock = threading.Lock()
         self._clients: dict[str, AgentClient] = {}
-        self._listeners: list[Callable[[str, int], None]] = []
-
-    def on_reconnect(self, listener: Callable[[str, int], None]) -> None:
-        """listener(address, epoch) hears of every agent whose connection was established again."""
-        self._listeners.append(listener)
-
-    def _reconnected(self, address: str, epoch: int) -> None:
-        for listener in self._listeners:
-            listener(address, epoch)
 
     def get(self, address: str) -> AgentClient:
         with self._lock:
             client = self._clients.get(address)
             if client is None:
-                client = self._clients[address] = AgentClient(address, self.timeout, self.retry_total,
-                                                              on_reconnect=self._reconnected)
+                client = self._clients[address] = AgentClient(address, self.timeout, self.retry_total)
             return client
 
     def close(self) -> None:

@@ -85,10 +85,10 @@ def _checked_text(message: Any, prefix: str = "") -> None:
     for descriptor, value in message.ListFields():
         name = f"{prefix}{descriptor.name}"
         if descriptor.type == descriptor.TYPE_STRING:
-            for item in (value if descriptor.label == descriptor.LABEL_REPEATED else [value]):
+            for item in (value if descriptor.is_repeated else [value]):
                 check_text(name, item)
         elif descriptor.type == descriptor.TYPE_MESSAGE:
-            for item in (value if descriptor.label == descriptor.LABEL_REPEATED else [value]):
+            for item in (value if descriptor.is_repeated else [value]):
                 _checked_text(item, f"{name}.")
 
 

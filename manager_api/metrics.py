@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Summary, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Summary, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -18,6 +18,7 @@ from manager_api import jobs
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 UNKNOWN_METHOD = "unknown"
+disable_created_metrics()  # the *_created series would double the exposition and say nothing the start time doesn't
 
 
 class _JobStates(Collector):

@@ -71,7 +71,7 @@ class Run:
     error: str = ""
     result_bytes: int | None = None
     superseded_by: str = ""
-    epoch: int = 0  # the agent connection's epoch when the run was forwarded (agent_client.AgentClient.epoch)
+    losses: int = 0  # the agent connection's losses when the run was last known held (AgentClient.losses)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "agent": self.agent, "domain": self.domain, "ttl": self.ttl,
@@ -88,8 +88,6 @@ class RunService:
         self.agents = agents
         self.locate = locate
         self.gate = gate or Gate("agent calls", 1000, 5)
-        if agents is not None:
-            agents.on_reconnect(self._agent_restarted)
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._latest: dict[str, str] = {}  # agent address -> id of the run it holds
@@ -109,7 +107,7 @@ class RunService:
         client = self.agents.get(address)
         with self.gate.enter(), self._address_lock(address):
             client.run(payload)
-            run.epoch = client.epoch
+            run.losses = client.losses
             self._record(run)
         return run.id
 
@@ -125,7 +123,11 @@ class RunService:
         run = self._usable(run_id)
         client = self.agents.get(run.agent)
         with self.gate.enter():
-            content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
+            try:
+                content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
+            except AgentError as exc:
+                self._check_restart(run, client.losses, exc)
+                raise
         with self._lock:
             if kind == ALGORITHM:
                 run.algorithm = content_id
@@ -145,9 +147,10 @@ class RunService:
             try:
                 file = client.result(wait=float(run.ttl))
             except AgentError as exc:
+                self._check_restart(run, client.losses, exc)
                 with self._lock:
                     if run.state != RUNNING:
-                        pass  # the agent restarted meanwhile: the run is already failed with that reason
+                        pass  # the agent restarted: the run is already failed with that reason
                     elif exc.code in _OUTCOME_CODES and not exc.unavailable:
                         run.error = str(exc)
                         self._move(run, FAILED)
@@ -168,14 +171,16 @@ class RunService:
                                      "the agent holds one computation at a time", status=409)
         return run
 
-    def _agent_restarted(self, address: str, epoch: int) -> None:
-        """The connection to an agent was established again: it lost the computations it held (memory only)."""
+    def _check_restart(self, run: Run, losses: int, exc: AgentError) -> None:
+        """An agent whose connection was lost since it took this run, and that now holds no computation, restarted:
+        it keeps a computation in memory only, so the run cannot go on. It is failed with that reason (409)."""
+        if exc.code != grpc.StatusCode.FAILED_PRECONDITION or exc.unavailable or losses <= run.losses:
+            return
         with self._lock:
-            for run in self._runs.values():
-                if run.agent == address and run.epoch < epoch and run.state in (FORWARDED, RECEIVING, RUNNING):
-                    run.error = (f"{AGENT_RESTARTED}: the connection to agent {address} was lost and established "
-                                 "again, and the agent keeps a computation in memory only; start a new run")
-                    self._move(run, FAILED)
+            run.error = (f"{AGENT_RESTARTED}: agent {run.agent} lost its connection after taking this run and now "
+                         f"holds no computation (it keeps computations in memory only); start a new run ({exc})")
+            self._move(run, FAILED)
+        raise RequestError("id", run.error, status=409) from None
 
     def _record(self, run: Run) -> None:
         with self._lock:

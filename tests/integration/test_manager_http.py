@@ -6,6 +6,7 @@ import re
 
 import pytest
 from manager_support import README_RUN, agent_server, curl_shell, make_config, manager_server, readme_command, request
+from prometheus_client.parser import text_string_to_metric_families
 
 VALID_RUN = {"name": "r", "owner": "o", "datasets": ["d"], "algorithms": ["a"], "ttl": 10}
 
@@ -111,10 +112,17 @@ def test_metrics_count_requests_per_method(manager):
     request("GET", manager.base + "/health")
     status, headers, text = request("GET", manager.base + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
-    match = re.search(r'cocos_manager_requests_total\{protocol="http",method="GET",route="/health",status="200"\} '
-                      r"(\d+)", text)
-    assert match and int(match.group(1)) >= 1
-    assert 'cocos_manager_request_duration_seconds_count{protocol="http",method="POST",route="/run"}' in text
+    samples = metric_samples(text)
+    assert samples[("cocos_manager_requests_total",
+                    (("method", "GET"), ("protocol", "http"), ("route", "/health"), ("status", "200")))] >= 1
+    assert ("cocos_manager_request_duration_seconds_count",
+            (("method", "POST"), ("protocol", "http"), ("route", "/run"))) in samples
+
+
+def metric_samples(text: str) -> dict:
+    """(sample name, sorted labels) -> value, read with prometheus_client's own parser."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_openapi_lists_exactly_the_served_routes(manager):

@@ -61,8 +61,13 @@ def start_manager(agent_port: int, xml_dir: str | None) -> tuple[subprocess.Pope
            "CC_MANAGER_GRPC_HOST": "127.0.0.1", "CC_MANAGER_GRPC_PORT": "0",
            # info, as in production: one JSON access line per request is part of the measured cost.
            "CC_MANAGER_LOG_LEVEL": "info", "CC_MANAGER_AGENT_GRPC_URL": f"127.0.0.1:{agent_port}"}
-    if xml_dir:
-        env["CC_MANAGER_XML_DIR"] = xml_dir
+    if xml_dir:  # the domain fixture's directory: storage root and the manager's state (job database)
+        work = os.path.dirname(xml_dir)
+        env.update({"CC_MANAGER_XML_DIR": xml_dir, "CC_MANAGER_STORAGE_ROOTS": work,
+                    "CC_MANAGER_STATE_DIR": os.path.join(work, "state"),
+                    "CC_MANAGER_ISO_ROOTS": os.path.join(work, "iso"), "CC_MANAGER_LOG_DIR": os.path.join(work, "log")})
+    else:
+        env["CC_MANAGER_STATE_DIR"] = str(BENCH_ROOT / f"state-{uuid.uuid4().hex[:8]}")
     proc = subprocess.Popen([sys.executable, "-m", "manager_api"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     while True:
         entry = json.loads(proc.stderr.readline())

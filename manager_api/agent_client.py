@@ -71,6 +71,7 @@ class AgentClient:
         self.timeout = timeout
         self.retry_total = retry_total
         self.losses = 0  # times an established connection was lost (the agent stopped, restarted, or cut it)
+        self._closed = False
         self._lock = threading.Lock()
         self._state = grpc.ChannelConnectivity.IDLE
         self._channel: grpc.Channel | None = None
@@ -78,6 +79,9 @@ class AgentClient:
 
     def _get_stub(self) -> agent_pb2_grpc.AgentServiceStub:
         with self._lock:
+            if self._closed:
+                raise AgentError(f"agent at {self.address} unavailable: the manager is stopping",
+                                 grpc.StatusCode.UNAVAILABLE, unavailable=True)
             if self._stub is None:
                 self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
                 self._channel.subscribe(self._connectivity, try_to_connect=False)
@@ -99,6 +103,7 @@ class AgentClient:
     def close(self) -> None:
         with self._lock:
             channel, self._channel, self._stub = self._channel, None, None
+            self._closed = True
         if channel is not None:
             channel.unsubscribe(self._connectivity)
             channel.close()  # calls in flight end at once with CANCELLED
@@ -151,16 +156,20 @@ class AgentPool:
         self.retry_total = retry_total
         self._lock = threading.Lock()
         self._clients: dict[str, AgentClient] = {}
+        self.closed = False
 
     def get(self, address: str) -> AgentClient:
         with self._lock:
             client = self._clients.get(address)
             if client is None:
                 client = self._clients[address] = AgentClient(address, self.timeout, self.retry_total)
+                client._closed = self.closed
             return client
 
     def close(self) -> None:
+        """Ends every call in flight (CANCELLED) and refuses new ones: the manager is stopping."""
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
+            clients = list(self._clients.values())
+            self.closed = True
         for client in clients:
             client.close()

@@ -116,8 +116,10 @@ class HttpServer:
         cfg = services.config
         app = MetricsMiddleware(create_app(services), services)
         threads = cfg.max_agent_calls + cfg.max_waiters + cfg.max_streams + RESERVE_THREADS
+        # A deep listen backlog: a burst of clients is answered (503 when over a bound) instead of waiting for
+        # the kernel's SYN retry, a second later.
         self.server = wsgi.Server((cfg.http_host, cfg.http_port), app, numthreads=threads,
-                                  server_name="cocos-manager")
+                                  server_name="cocos-manager", request_queue_size=256)
         self.watchdog = HeaderWatchdog(cfg.header_timeout)
         self.server.ConnectionClass = type("DeadlineConnection", (cheroot_server.HTTPConnection,),
                                            {"RequestHandlerClass": _request_class(self.watchdog)})

@@ -42,13 +42,17 @@ PATHS = {
         "summary": "Create (or reuse) a domain from pool, volume and domain XML files in CC_MANAGER_XML_DIR",
         "parameters": [_ASYNC], "requestBody": _json_body(schemas.DOMAIN),
         "responses": {"200": _ok("domain converged", {"type": "object", "properties": {"name": {"type": "string"}}}),
-                      "202": _JOB, "400": _ERROR, "404": _ERROR, "413": _ERROR, "415": _ERROR, "500": _ERROR}}},
+                      "202": _JOB, "400": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR, "415": _ERROR,
+                      "500": _ERROR, "503": _ERROR},
+        "description": "400 also when a definition breaks the XML policy (SECURITY.md); 409 when a job for that "
+                       "domain runs from another definition; 503 with Retry-After when a bound is reached."}},
     "/domains": {"get": {"summary": "All libvirt domains", "responses": {"200": _ok("domains")}}},
     "/domains/{name}": {
         "parameters": [_path_param("name")],
         "get": {"summary": "One domain", "responses": {"200": _ok("domain"), "404": _ERROR}},
         "delete": {"summary": "Remove a domain with its storage", "parameters": [_ASYNC],
-                   "responses": {"200": _ok("deleted"), "202": _JOB, "404": _ERROR, "500": _ERROR}}},
+                   "responses": {"200": _ok("deleted"), "202": _JOB, "400": _ERROR, "404": _ERROR, "500": _ERROR,
+                                 "503": _ERROR}}},
     "/run": {"post": {
         "summary": "Forward a computation run to the agent", "requestBody": _json_body(schemas.RUN),
         "description": "The agent is the `domain`'s forward of guest port 7002 when given, else the most recently "

@@ -41,7 +41,7 @@ class Setting:
 
     @property
     def console(self) -> Path:
-        return self.workdir / "console.log"
+        return self.workdir / "log" / "console.log"  # inside the manager's log directory (its XML policy)
 
     @property
     def volume_path(self) -> Path:
@@ -54,9 +54,9 @@ def prepare(prefix: str = "ctest-e2e") -> Setting:
     workdir = WORK_ROOT / f"{prefix}-{tag}"
     setting = Setting(tag, workdir, workdir / "xml", f"{prefix}-pool-{tag}", f"{prefix}-{tag}.qcow2",
                       f"{prefix}-{tag}", free_loopback_port())
-    for sub in ("xml", "img"):
+    for sub in ("xml", "img", "iso", "log"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
-    iso = workdir / "cocos-guest.iso"
+    iso = workdir / "iso" / "cocos-guest.iso"
     shutil.copyfile(ISO, iso)  # libvirt relabels the file it boots: the shared build stays untouched
     (setting.xml_dir / "pool.xml").write_text(
         f"<pool type='dir'><name>{setting.pool}</name><target><path>{workdir / 'img'}</path></target></pool>\n")
@@ -100,8 +100,12 @@ def dead_loopback_port() -> int:
 
 def start_manager(setting: Setting, timeout: float = 30) -> ManagerProcess:
     """The manager for this setting; its configured agent URL is a dead port (see dead_loopback_port)."""
-    return start_manager_process(setting.workdir / "manager.log", {
+    work = setting.workdir
+    return start_manager_process(work / "manager.log", {
         "CC_MANAGER_XML_DIR": str(setting.xml_dir), "CC_MANAGER_AGENT_GRPC_URL": f"127.0.0.1:{dead_loopback_port()}",
+        # The XML policy pointed at this setting's directory: pool under it, the ISO in iso/, the console in log/.
+        "CC_MANAGER_STORAGE_ROOTS": str(work), "CC_MANAGER_ISO_ROOTS": str(work / "iso"),
+        "CC_MANAGER_LOG_DIR": str(work / "log"), "CC_MANAGER_STATE_DIR": str(work / "state"),
     }, timeout)
 
 

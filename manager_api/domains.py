@@ -151,11 +151,12 @@ class DomainService:
         details = job.details
         existed = details.get("existed")
         if not existed:
-            job.update(error=f"{why}; it had not changed anything yet")
+            job.update(error=f"{why}; it had not changed anything yet", details={**details, "rollback": "done"})
             return None
         remove = {f"remove_{kind}": not existed[kind] for kind in ("domain", "volume", "pool")}
         if not any(remove.values()):
-            job.update(error=f"{why}; nothing to roll back (pool, volume and domain existed before it)")
+            job.update(error=f"{why}; nothing to roll back (pool, volume and domain existed before it)",
+                       details={**details, "rollback": "done"})
             return None
         vars_ = {"libvirt_uri": self.config.libvirt_uri, "domain_name": details["domain_name"],
                  "volume_name": details["volume_name"], "pool_name": details["pool_name"],

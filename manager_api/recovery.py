@@ -34,7 +34,11 @@ def recover(store: jobs.JobStore, domains: DomainService, state_dir: str) -> lis
             domains.rollback(job, job.error)
     ids = {job.id for job in interrupted}
     for job in store.list():
-        if job.done and job.details.get("rollback") == "pending" and job.id not in ids:
+        # A rollback left pending, or a canceled create whose manager stopped before it could record one.
+        pending = job.details.get("rollback") == "pending" or (
+            job.kind == CREATE and job.state == jobs.CANCELED and job.details.get("existed")
+            and job.details.get("rollback") not in ("done", "failed"))
+        if job.done and pending and job.id not in ids:
             domains.rollback(store.adopt(job), job.error.split(";")[0] or "interrupted")
     return sorted(ids)
 

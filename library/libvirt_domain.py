@@ -32,17 +32,20 @@ description:
   - A changed definition is redefined in place, keeping the UUID and interface MAC addresses.
   - The difference is computed once and used for check mode, diff mode and the real run.
 version_added: "0.1.0"
-author: Cocos AI Manager engineers
+author: Cocos AI Manager developers (!UNKNOWN)
 extends_documentation_fragment:
   - cocos_libvirt
 attributes:
   check_mode:
     support: full
+    description: Reports exactly the changes a real run would make, without making them.
   diff_mode:
     support: full
+    description: Shows the domain before and after the run.
     details: before/after show run state, autostart and the compared part of the definition.
   idempotent:
     support: full
+    description: A second run with the same options reports no change.
 options:
   name:
     description: Domain name.
@@ -342,6 +345,7 @@ INTERFACE = {
     "mac": {"type": "str"},
     "port_forwards": {"type": "list", "elements": "dict", "options": PORT_FORWARD},
 }
+
 
 def argument_spec() -> dict:
     return dict(

@@ -12,16 +12,19 @@ description:
   - Port forwards are read from C(<qemu:commandline>) C(-netdev user,...,hostfwd=...) arguments,
     whether the domain was defined by M(libvirt_domain)'s options or from raw XML.
 version_added: "0.1.0"
-author: Cocos AI Manager engineers
+author: Cocos AI Manager developers (!UNKNOWN)
 extends_documentation_fragment:
   - cocos_libvirt
 attributes:
   check_mode:
     support: full
+    description: Only reads, so it runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is nothing to show.
   idempotent:
     support: full
+    description: Never changes anything.
 options:
   name:
     description: Domain name; all domains when unset. A missing domain gives an empty list.

@@ -6,6 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_network
 short_description: Converge a libvirt virtual network (definition, active, autostart)
+version_added: "0.1.0"
 description:
   - Defines, starts, stops, autostarts or removes a libvirt virtual network, from a whole O(xml) definition
     or from the usual NAT options.
@@ -65,7 +66,7 @@ extends_documentation_fragment:
   - cocos_libvirt
   - cocos_libvirt.attributes
 author:
-  - Cocos AI Manager developers
+  - Cocos AI Manager developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

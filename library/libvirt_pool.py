@@ -6,6 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_pool
 short_description: Converge a libvirt storage pool (definition, target directory, active, autostart)
+version_added: "0.1.0"
 description:
   - Defines, builds, starts, stops, autostarts or removes a libvirt storage pool.
   - The desired definition is compared once with libvirt's persistent definition, ignoring what libvirt fills
@@ -55,7 +56,7 @@ extends_documentation_fragment:
   - cocos_libvirt
   - cocos_libvirt.attributes
 author:
-  - Cocos AI Manager developers
+  - Cocos AI Manager developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -6,6 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_volume
 short_description: Converge a libvirt storage volume (create, seed from an image, grow, delete)
+version_added: "0.1.0"
 description:
   - Creates, grows or deletes a volume in a libvirt storage pool. Sizes use libvirt's unit grammar.
   - Resizing only grows a volume; shrinking is an error unless O(allow_shrink=true), because it loses data.
@@ -69,7 +70,7 @@ attributes:
 extends_documentation_fragment:
   - cocos_libvirt
 author:
-  - Cocos AI Manager developers
+  - Cocos AI Manager developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MOLECULE := MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: setup test unit integration molecule lint demo guest protos protos-check bench clean
+.PHONY: setup test unit integration collection molecule lint demo guest protos protos-check bench clean
 
 setup:                 ## Debian packages, .venv, running virtlogd + libvirtd (idempotent)
 	@bash scripts/setup.sh
@@ -26,6 +26,9 @@ unit: setup
 
 integration: setup guest
 	$(PYTEST) tests/integration
+
+collection: setup      ## build/collection/cocos-libvirt-<version>.tar.gz, the Ansible collection cocos.libvirt
+	$(PY) scripts/build_collection.py
 
 molecule: setup guest
 	$(MOLECULE)

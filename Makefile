@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MOLECULE := MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: setup test unit integration molecule lint demo guest protos protos-check bench clean
+.PHONY: setup test unit integration collection collection-test molecule lint demo guest protos protos-check bench clean
 
 setup:                 ## Debian packages, .venv, running virtlogd + libvirtd (idempotent)
 	@bash scripts/setup.sh
@@ -27,13 +27,23 @@ unit: setup
 integration: setup guest
 	$(PYTEST) tests/integration
 
+collection: setup      ## build/collection/cocos-libvirt-<version>.tar.gz, the Ansible collection cocos.libvirt
+	$(PY) scripts/build_collection.py
+
+# Builds and installs the collection in temporary directories, then ansible-test sanity and units, ansible-doc,
+# and an FQCN-only converge on the real libvirtd. ansible_test_pip.py supplies ansible-test's pip bootstrap.
+collection-test: setup
+	$(PY) scripts/ansible_test_pip.py
+	$(PYTEST) tests/collection
+
 molecule: setup guest
 	$(MOLECULE)
 
 # Lint first (seconds), Molecule next, pytest last so its summary closes the output.
 test: setup protos-check lint guest   ## everything CI runs
 	$(MOLECULE)
-	$(PYTEST) tests/unit tests/integration
+	$(PY) scripts/ansible_test_pip.py
+	$(PYTEST) tests/unit tests/integration tests/collection
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: Cocos AI Manager contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module libvirt_domain: documentation, argument_spec and main(); the logic is in module_utils."""
 from __future__ import annotations
 
@@ -32,17 +35,20 @@ description:
   - A changed definition is redefined in place, keeping the UUID and interface MAC addresses.
   - The difference is computed once and used for check mode, diff mode and the real run.
 version_added: "0.1.0"
-author: Cocos AI Manager engineers
+author: Cocos AI Manager developers (!UNKNOWN)
 extends_documentation_fragment:
   - cocos_libvirt
 attributes:
   check_mode:
     support: full
+    description: Reports exactly the changes a real run would make, without making them.
   diff_mode:
     support: full
+    description: Shows the domain before and after the run.
     details: before/after show run state, autostart and the compared part of the definition.
   idempotent:
     support: full
+    description: A second run with the same options reports no change.
 options:
   name:
     description: Domain name.
@@ -342,6 +348,7 @@ INTERFACE = {
     "mac": {"type": "str"},
     "port_forwards": {"type": "list", "elements": "dict", "options": PORT_FORWARD},
 }
+
 
 def argument_spec() -> dict:
     return dict(

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: Cocos AI Manager contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module libvirt_domain_info: read-only facts of libvirt domains."""
 from __future__ import annotations
 
@@ -12,16 +15,19 @@ description:
   - Port forwards are read from C(<qemu:commandline>) C(-netdev user,...,hostfwd=...) arguments,
     whether the domain was defined by M(libvirt_domain)'s options or from raw XML.
 version_added: "0.1.0"
-author: Cocos AI Manager engineers
+author: Cocos AI Manager developers (!UNKNOWN)
 extends_documentation_fragment:
   - cocos_libvirt
 attributes:
   check_mode:
     support: full
+    description: Only reads, so it runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is nothing to show.
   idempotent:
     support: full
+    description: Never changes anything.
 options:
   name:
     description: Domain name; all domains when unset. A missing domain gives an empty list.

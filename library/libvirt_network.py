@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: Cocos AI Manager contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module libvirt_network: a thin front for module_utils/cocos_libvirt/network.py."""
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_network
 short_description: Converge a libvirt virtual network (definition, active, autostart)
+version_added: "0.1.0"
 description:
   - Defines, starts, stops, autostarts or removes a libvirt virtual network, from a whole O(xml) definition
     or from the usual NAT options.
@@ -65,7 +69,7 @@ extends_documentation_fragment:
   - cocos_libvirt
   - cocos_libvirt.attributes
 author:
-  - Cocos AI Manager developers
+  - Cocos AI Manager developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

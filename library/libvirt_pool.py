@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: Cocos AI Manager contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module libvirt_pool: a thin front for module_utils/cocos_libvirt/pool.py."""
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_pool
 short_description: Converge a libvirt storage pool (definition, target directory, active, autostart)
+version_added: "0.1.0"
 description:
   - Defines, builds, starts, stops, autostarts or removes a libvirt storage pool.
   - The desired definition is compared once with libvirt's persistent definition, ignoring what libvirt fills
@@ -55,7 +59,7 @@ extends_documentation_fragment:
   - cocos_libvirt
   - cocos_libvirt.attributes
 author:
-  - Cocos AI Manager developers
+  - Cocos AI Manager developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

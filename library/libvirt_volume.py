@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: Cocos AI Manager contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module libvirt_volume: a thin front for module_utils/cocos_libvirt/volume.py."""
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: libvirt_volume
 short_description: Converge a libvirt storage volume (create, seed from an image, grow, delete)
+version_added: "0.1.0"
 description:
   - Creates, grows or deletes a volume in a libvirt storage pool. Sizes use libvirt's unit grammar.
   - Resizing only grows a volume; shrinking is an error unless O(allow_shrink=true), because it loses data.
@@ -69,7 +73,7 @@ attributes:
 extends_documentation_fragment:
   - cocos_libvirt
 author:
-  - Cocos AI Manager developers
+  - Cocos AI Manager developers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -311,8 +311,7 @@ class DomainManager:
         if "redefine" in plan["actions"]:
             return True
         live = ET.fromstring(dom.XMLDesc(0))
-        differs, _, _ = domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)
-        return differs
+        return domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)[0]
 
     def _run_step(self, run_state: str) -> str | None:
         target = self.params["state"]
@@ -344,7 +343,8 @@ class DomainManager:
         actions = plan["actions"]
         created = "define" in actions
         if created or "redefine" in actions:
-            assert desired is not None
+            if desired is None:
+                raise AssertionError("a planned define carries the desired definition")
             dom = self._define(desired, plan["current_xml"])
         try:
             if "restart" in actions:

@@ -44,7 +44,7 @@ class Source:
 def parse_checksum(value: str | None) -> str | None:
     if not value:
         return None
-    algo, _, digest = value.partition(":")
+    algo, _colon, digest = value.partition(":")
     digest = digest.strip().lower()
     if algo.lower() != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise LibvirtModuleError(f"checksum must be 'sha256:' followed by 64 hex digits, not {value!r}")
@@ -240,7 +240,8 @@ class VolumeManager:
         if source.path is None:
             fetch(source, self.what)
         verify(source, self.what)
-        assert source.path is not None  # fetch() sets it or raises
+        if source.path is None:
+            raise AssertionError("fetch() sets source.path or raises")
         actual = image_format(source.path)
         if desired.format and desired.format != actual:
             raise LibvirtModuleError(f"{self.what}: source {source.location} is a {actual} image, "
@@ -250,7 +251,8 @@ class VolumeManager:
     def create_from(self, pool: Any, desired: Desired, source: Source) -> None:
         try:
             self.prepare(source, desired)
-            assert source.path is not None  # prepare() made the source local
+            if source.path is None:
+                raise AssertionError("prepare() makes the source local")
             size = os.path.getsize(source.path)
             # Created raw at the image's byte size so the upload fills it exactly; libvirt then probes
             # the uploaded header and reports the image's own format and virtual size.

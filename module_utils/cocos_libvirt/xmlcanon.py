@@ -78,4 +78,3 @@ def canonical(elem: ET.Element) -> str:
     lines: list = []
     _canon(elem, 0, lines)
     return "\n".join(lines) + "\n"
-

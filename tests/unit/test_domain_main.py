@@ -1,21 +1,12 @@
 """main() of libvirt_domain and libvirt_domain_info, run in-process with exit_json/fail_json patched."""
 from __future__ import annotations
 
-import os
-import sys
-
 import libvirt
 import pytest
+from libvirt_test_driver import TEST_URI, run_main
 
+from library import libvirt_domain, libvirt_domain_info
 from tests.helpers import drop_domains
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "library"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import libvirt_domain  # noqa: E402
-import libvirt_domain_info  # noqa: E402
-from libvirt_test_driver import TEST_URI, run_main  # noqa: E402
 
 NAME = "ctest-dom-main"
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
+
+# conn_fixture is imported to register the conn fixture.
+from libvirt_test_driver import conn_fixture, run_main  # noqa: F401  # pylint: disable=unused-import
 
 from library import libvirt_network
 from module_utils.cocos_libvirt.common import LibvirtModuleError

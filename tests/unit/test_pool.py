@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import libvirt
 import pytest
-from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
+
+# conn_fixture is imported to register the conn fixture.
+from libvirt_test_driver import conn_fixture, run_main  # noqa: F401  # pylint: disable=unused-import
 
 from library import libvirt_pool
 from module_utils.cocos_libvirt.common import LibvirtModuleError

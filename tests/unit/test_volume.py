@@ -4,7 +4,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from libvirt_test_driver import conn_fixture, run_main  # noqa: F401 - registers the conn fixture
+
+# conn_fixture is imported to register the conn fixture.
+from libvirt_test_driver import conn_fixture, run_main  # noqa: F401  # pylint: disable=unused-import
 
 from library import libvirt_volume
 from module_utils.cocos_libvirt.common import LibvirtModuleError

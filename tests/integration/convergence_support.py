@@ -15,7 +15,15 @@ Two ways to run a module, both ending in the same `Outcome`s:
   many objects, for the end-to-end path (AnsiballZ, argument parsing, check mode per task).
 
 Used by tests/integration/test_convergence_corpus.py; written so a small case (a playbook of
-../shared/cases/converge/) becomes `settle(module, args, steps)` plus `assert_settled()`.
+../shared/cases/converge/) becomes `settle(module, args, steps)` plus `assert_settled()`. A step's args
+override the object's, so metadata-removed.yml reads:
+
+    steps = (*DOMAIN_STEPS[:3], Step("drop metadata", {"xml": WITHOUT}, changed=True),
+             Step("rerun", {"xml": WITHOUT}, changed=False), Step("remove", {"state": "absent"}, changed=True))
+    assert_settled("case-meta", steps, settle("libvirt_domain", {"name": NAME, "xml": WITH}, steps))
+
+and a run that must fail names the text its message must hold: `Step("create", {}, fails="build")`;
+`exists(module, args)` then says whether it left something behind.
 """
 from __future__ import annotations
 
@@ -58,17 +66,23 @@ MANAGERS: dict[str, Callable[[Any, Any], Any]] = {
 @dataclass(frozen=True)
 class Step:
     """One run: the arguments it adds to the object's own, check mode or not, and what it must report
-    (None: not asserted)."""
+    (None: not asserted). `fails`: the run must fail, with this text in its message ("" for any)."""
 
     label: str
     args: dict[str, Any]
     check: bool = False
     changed: bool | None = None
     restart_required: bool | None = None
+    fails: str | None = None
 
     def describe(self) -> str:
-        given = ", ".join(f"{key}: {value}" for key, value in self.args.items())
+        given = ", ".join(f"{key}: {_short(value)}" for key, value in self.args.items())
         return f"'{self.label}' ({given}{', check mode' if self.check else ''})"
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # Define, rerun, check; start, rerun, check (a running guest must not look stale); remove.
@@ -110,6 +124,12 @@ class Outcome:
 
     def problems(self) -> list[str]:
         result, step = self.result, self.step
+        if step.fails is not None:
+            if not result.get("failed"):
+                return [f"succeeded (changed: {result.get('changed')}), expected a failure"]
+            if step.fails not in str(result.get("msg")):
+                return [f"failed with {result.get('msg')!r}, expected a message with {step.fails!r}"]
+            return []
         if result.get("failed"):
             return [f"failed: {result.get('msg')}"]
         found = [self.verified] if self.verified else []
@@ -220,7 +240,8 @@ def run_in_process(module: str, args: dict[str, Any], check: bool = False) -> di
 
 
 def settle(module: str, args: dict[str, Any], steps: Sequence[Step]) -> list[Outcome]:
-    """Run the steps in order in-process; stop after a step that failed (later ones would only repeat it)."""
+    """Run the steps in order in-process; stop after a step that failed unexpectedly (later ones would only
+    repeat it)."""
     outcomes = []
     for step in steps:
         try:
@@ -234,7 +255,7 @@ def settle(module: str, args: dict[str, Any], steps: Sequence[Step]) -> list[Out
             outcome.live = live_difference(module, args["name"])
         outcome.verified = still_there(module, {**args, **step.args}, step, result)
         outcomes.append(outcome)
-        if result.get("failed"):
+        if result.get("failed") and step.fails is None:
             break
     return outcomes
 
@@ -407,6 +428,6 @@ def playbook_outcomes(plan: Iterable[tuple[str, Sequence[Step], dict[str, dict[s
             result.setdefault("failed", False)
             outcome = Outcome(step, result, verified=still_there(module, result["item"]["args"], step, result))
             outcomes.setdefault(key, []).append(outcome)
-            if result["failed"]:
+            if result["failed"] and step.fails is None:
                 stopped.add(key)
     return outcomes

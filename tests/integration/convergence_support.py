@@ -221,7 +221,8 @@ class InProcessModule:
 
 
 def module_params(module: str, args: dict[str, Any]) -> dict[str, Any]:
-    """args validated against library/<module>.py's argument_spec, defaults filled in, as Ansible does."""
+    """args validated against library/<module>.py's argument_spec (types, choices, aliases), defaults filled
+    in, as Ansible does; raises ValueError. The mutually_exclusive rules of its main() are not applied."""
     validated = ArgumentSpecValidator(library_module(module).argument_spec()).validate(args)
     if validated.error_messages:
         raise ValueError(f"{module}: {'; '.join(validated.error_messages)}")

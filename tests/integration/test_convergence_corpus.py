@@ -12,9 +12,10 @@ persistent definition for an unexpected restart_required.
 Fast enough for the suite: the managers run in-process (convergence_support.run_in_process) on four
 threads (guests start and stop in parallel; each object's steps stay in order), and only the few
 PLAYBOOK_* entries go through one real ansible-playbook run, on a thread of its own beside the rest.
-Measured on this 2-core host (TCG) while other engineers' suites kept the load at 8-15: the whole module,
-94 tests then, took 204-242 s wall (its own process and children 25 s CPU; libvirtd and QEMU do the rest:
-starting a guest took 5-8 s wall at that load for 0.5 s of QEMU CPU).
+Measured on this 2-core host (TCG), always while other engineers' suites loaded it: the whole module (89
+tests) took 116 s wall at load 9-10 and 204-242 s at load 8-15 (an earlier version with 94 tests); its own
+process and children used 20-25 s of CPU, libvirtd and QEMU the rest: a guest's start took 5-8 s wall at
+load 14 for 0.5 s of QEMU CPU. `-k ID` runs one entry in seconds.
 
 Left out: a network `<bandwidth>` (libvirt's tc call needs the sfq qdisc, which this host's kernel lacks,
 so such a network cannot start here). virt-install itself refused none of the argument lists tried.

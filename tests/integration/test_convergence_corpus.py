@@ -14,7 +14,7 @@ threads (guests start and stop in parallel; each object's steps stay in order), 
 PLAYBOOK_* entries go through one real ansible-playbook run, on a thread of its own beside the rest.
 Measured on this 2-core host (TCG), always while other engineers' suites loaded it: the whole module (89
 tests) took 116-148 s wall at load 8-12 and 204-242 s at load 8-15 (an earlier version with 94 tests); its own
-process and children used 20-25 s of CPU, libvirtd and QEMU the rest: a guest's start took 5-8 s wall at
+process and children used 19-25 s of CPU, libvirtd and QEMU the rest: a guest's start took 5-8 s wall at
 load 14 for 0.5 s of QEMU CPU. `-k ID` runs one entry in seconds.
 
 Left out: a network `<bandwidth>` (libvirt's tc call needs the sfq qdisc, which this host's kernel lacks,

@@ -5,10 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# Debian packages the host needs: the hypervisor, its clients, and what the guest image builder uses.
+# Debian packages the host needs: the hypervisor, its clients, what the guest image builder and the tests use.
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           dnsmasq-base mmdebstrap cpio xorriso busybox-static python3-venv
-          isolinux syslinux-common zstd)  # guest/: BIOS boot loader for the ISO, initramfs compression
+          isolinux syslinux-common zstd   # guest/: BIOS boot loader for the ISO, initramfs compression
+          # tests/integration/test_convergence_corpus.py: domain definitions from virt-install --print-xml
+          # (its osinfo data comes as a hard dependency), UEFI firmware for its firmware=efi variants and
+          # swtpm for its emulated TPMs: without the last two libvirt cannot start those guests.
+          virtinst ovmf swtpm swtpm-tools)
 
 log() { printf 'setup: %s\n' "$*"; }
 

@@ -2,6 +2,8 @@
 whatever state they are in, and the "sum over two CSVs" algorithm the agent and run tests send."""
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +27,18 @@ for path in sys.argv[1:]:
 with open(os.environ["RESULT_PATH"], "w") as result:
     result.write(",".join(map(str, sums)) + "=" + str(sum(sums)))
 """
+
+
+@functools.cache
+def library_module(name: str) -> Any:
+    """library/<name>.py imported as a Python module (its DOCUMENTATION, argument_spec(), main()).
+
+    Needs tests/conftest.py's path setup: the modules import ansible.module_utils.cocos_libvirt.
+    """
+    spec = importlib.util.spec_from_file_location(f"cocos_library_{name}", os.path.join(ROOT, "library", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -76,10 +90,20 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
 
 
 def drop_domain(dom: Any) -> None:
-    """Stop a libvirt domain if it runs, then undefine it."""
+    """Stop a libvirt domain if it runs, then undefine it with its NVRAM and TPM state (a UEFI or TPM
+    guest refuses a plain undefine), through the product's own undefine."""
+    from module_utils.cocos_libvirt.domain import undefine  # here: the agent tests need no libvirt-python
+
     if dom.isActive():
         dom.destroy()
-    dom.undefine()
+    undefine(dom)
+
+
+def drop_network(net: Any) -> None:
+    """Stop a libvirt network if it runs, then undefine it."""
+    if net.isActive():
+        net.destroy()
+    net.undefine()
 
 
 def drop_pool(pool: Any) -> None:

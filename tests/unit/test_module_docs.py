@@ -5,12 +5,13 @@ doc fragment), so a broken DOCUMENTATION block or an option documented but not a
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 
 import pytest
+
+from tests.helpers import library_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "library")) if name.endswith(".py"))
@@ -25,10 +26,7 @@ def rendered_doc(name: str) -> dict:
 
 
 def code_options(name: str) -> set[str]:
-    spec = importlib.util.spec_from_file_location(f"cocos_module_{name}", os.path.join(ROOT, "library", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return set(module.argument_spec())
+    return set(library_module(name).argument_spec())
 
 
 def test_every_module_is_covered() -> None:

@@ -220,7 +220,9 @@ all:
         libvirt_host_manage_kvm_device: false
         libvirt_host_domain_type_override: qemu
         # The locally built guest in place of Alpine (as make demo), small, agent forwarded on loopback.
+        # The controller reads the ISO and streams it into each host's ISO pool through cocos_libvirt_uri.
         alpine_vm_iso_url: file://$FLEET_DIR/guest/cocos-guest.iso
+        alpine_vm_iso_upload_uri: "{{ cocos_libvirt_uri }}"
         alpine_vm_memory: $FLEET_GUEST_MEMORY
         alpine_vm_network_mode: user
         alpine_vm_wait_for: marker

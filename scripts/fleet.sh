@@ -126,6 +126,8 @@ ListenAddress $(host_addr "$i"):$FLEET_SSH_PORT
 HostKey $hv/ssh_host_ed25519_key
 PidFile $hv/sshd.pid
 AuthorizedKeysFile $SSH_DIR/authorized_keys
+# The fleet's own key in the directory up made; FLEET_DIR may sit below a sticky /tmp that StrictModes refuses.
+StrictModes no
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -329,6 +331,16 @@ purge_network_leftovers() {
   done
 }
 
+# A mount point `up` created goes only when empty and unused: removing a directory that is a mount point in
+# another namespace (another fleet's /var/lib/cocos) would detach that mount there, and /run/sshd is every
+# sshd's privilege separation directory.
+remove_created_dir() {
+  local dir=$1
+  if grep -q -s -F " $dir " /proc/[0-9]*/mountinfo; then return 0; fi
+  if [ "$dir" = /run/sshd ] && pgrep -x sshd >/dev/null; then return 0; fi
+  rmdir "$dir" 2>/dev/null || true
+}
+
 cmd_down() {
   local i hosts dir
   hosts=$(host_numbers)
@@ -336,7 +348,7 @@ cmd_down() {
   for i in $hosts; do kill_host_processes "$i"; done
   for i in $hosts; do purge_network_leftovers "$i"; done
   if [ -f "$FLEET_DIR/created-dirs" ]; then
-    while read -r dir; do rmdir "$dir" 2>/dev/null || true; done < "$FLEET_DIR/created-dirs"
+    while read -r dir; do remove_created_dir "$dir"; done < "$FLEET_DIR/created-dirs"
   fi
   rm -rf "$FLEET_DIR"
   if [ -n "$hosts" ]; then

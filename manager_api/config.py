@@ -116,9 +116,8 @@ def parse_port_range(name: str, raw: object) -> tuple[int, int]:
 
 
 def _existing_path(name: str, raw: str) -> str:
-    if not os.path.exists(raw):
-        raise ConfigError(f"{name}: {raw!r} does not exist")
-    return str(Path(raw).resolve())
+    """A file or directory (an Ansible inventory source), resolved."""
+    return _resolved(name, raw, os.path.exists, "does not exist")
 
 
 def _log_level(name: str, raw: str) -> str:
@@ -134,8 +133,12 @@ def _readable_file(name: str, raw: str) -> str:
 
 
 def _directory(name: str, raw: str) -> str:
-    if not os.path.isdir(raw):
-        raise ConfigError(f"{name}: {raw!r} is not a directory")
+    return _resolved(name, raw, os.path.isdir, "is not a directory")
+
+
+def _resolved(name: str, raw: str, exists: Callable[[str], bool], otherwise: str) -> str:
+    if not exists(raw):
+        raise ConfigError(f"{name}: {raw!r} {otherwise}")
     return str(Path(raw).resolve())
 
 

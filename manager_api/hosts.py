@@ -338,8 +338,12 @@ class HostRegistry:
         for host in self._hosts.values():
             host.checked.wait(max(deadline - time.monotonic(), 0))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the checks (a check under way finishes first, within timeout) and close the connections."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
         for host in self._hosts.values():
             host.close()
 

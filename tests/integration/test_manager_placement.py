@@ -4,13 +4,18 @@ host, reservations and deadlines survive a reopened ledger, expired domains are 
 domain that vanished from its host is forgotten. The whole loop over fleet hosts is test_manager_fleet.py."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
 
+import grpc
+import libvirt
 import pytest
+from manager_support import make_config, manager_server, request
 
-from manager_api.errors import NoRoom
+from cocos_pb import manager_v1_pb2, manager_v1_pb2_grpc
+from manager_api.errors import Conflict, NoRoom, RequestError
 from manager_api.hosts import REACHABLE, HostRegistry, HostSpec
 from manager_api.placement import PLACED, RESERVED, PlacementService, Reaper
 
@@ -102,3 +107,59 @@ def test_a_placed_domain_that_vanished_from_its_host_is_forgotten(registry, tmp_
         placement.reconcile()
     assert placement.get(row.domain) is None
     placement.close()
+
+
+ADOPTED_XML = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os>
+  <qemu:commandline><qemu:arg value='-netdev'/><qemu:arg value='user,id=n0,hostfwd=tcp:127.0.0.24:6150-:7002'/>
+  <qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,netdev=n0,addr=0x10'/></qemu:commandline>
+</domain>"""
+
+
+def test_a_domain_that_exists_stays_where_it_is_with_its_port(registry, tmp_path):
+    # Defined (never started) outside the manager; all three test hosts read the same libvirtd, so all list it.
+    name = f"ctest-h8-adopt-{os.getpid()}"
+    conn = libvirt.open(URI)
+    dom = conn.defineXML(ADOPTED_XML.format(name=name))
+    try:
+        placement = PlacementService(registry, str(tmp_path / "placements.sqlite3"))
+        wait = time.monotonic() + 30
+        while not all(any(d.name == name for d in h.snapshot.domains) for h in registry.hosts()):
+            assert time.monotonic() < wait, "the health checks never listed the domain"
+            time.sleep(0.2)
+        with pytest.raises(RequestError, match="exists on hosts hv1, hv2, hv3: name one") as err:
+            placement.reserve(name, MEMORY)
+        assert err.value.status == 409
+        row, new = placement.reserve(name, MEMORY, host="hv1")
+        assert new and (row.host, row.port) == ("hv1", 6150)  # its own forward, not the range's first free port
+        with pytest.raises(Conflict, match="placed on host hv1"):
+            placement.reserve(name, MEMORY, host="hv2")
+        placement.close()
+    finally:
+        dom.undefine()
+        conn.close()
+
+
+def test_single_host_api_hosts_and_refusals(tmp_path):
+    """The default inventory's one host over HTTP and gRPC, and bad host and ttl values refused before anything."""
+    with manager_server(make_config()) as mgr:
+        status, _, body = request("GET", mgr.base + "/hosts")
+        assert status == 200 and [h["name"] for h in body["hosts"]] == ["localhost"]
+        host = body["hosts"][0]
+        assert host["health"] == "reachable" and host["agent_address"] == "127.0.0.1" and host["max_vms"] == 10
+        assert host["memory"]["total"] > 0 and host["agent_ports"]["first"] == 6100
+        for payload, field in (({"host": "nowhere"}, "host"), ({"ttl": 0}, "ttl"), ({"ttl": "1h"}, "ttl")):
+            status, _, reply = request("POST", mgr.base + "/domain", payload)
+            assert status == 400 and reply["field"] == field, reply
+        assert "no host 'nowhere' in the inventory (hosts: localhost)" in \
+            request("POST", mgr.base + "/domain", {"host": "nowhere"})[2]["error"]
+        status, _, listing = request("GET", mgr.base + "/domains")
+        assert status == 200 and listing["unreachable_hosts"] == []
+        assert all(d["host"] == "localhost" for d in listing["domains"])
+        with grpc.insecure_channel(mgr.grpc_target) as chan:
+            v1 = manager_v1_pb2_grpc.ManagerServiceStub(chan)
+            hosts = v1.ListHosts(manager_v1_pb2.ListHostsRequest(), timeout=30).hosts
+            assert [(h.name, h.health) for h in hosts] == [("localhost", manager_v1_pb2.HOST_HEALTH_REACHABLE)]
+            with pytest.raises(grpc.RpcError) as err:
+                v1.CreateDomainAsync(manager_v1_pb2.CreateDomainRequest(host="nowhere"), timeout=30)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "nowhere" in err.value.details()

@@ -31,6 +31,16 @@ def run(playbook: str, extra: list[str], times_file: str | None = None,
     return elapsed, proc.stdout
 
 
+def changed_by_host(stdout: str) -> dict[str, int]:
+    """The play recap's changed count per host."""
+    out = {}
+    for line in stdout.splitlines():
+        host, sep, rest = line.partition(" : ")
+        if sep and "changed=" in rest:
+            out[host.strip()] = int(rest.split("changed=")[1].split()[0])
+    return out
+
+
 def changed(stdout: str) -> int:
     for line in stdout.splitlines():
         if line.startswith("localhost") and "changed=" in line:

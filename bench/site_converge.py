@@ -140,7 +140,8 @@ def main() -> None:
     boot = (watch.marker - watch.created) if watch.marker and watch.created else float("nan")
     print(f"cold converge of site.yml: {cold:.1f} s (changed={cold_changed})")
     role_task = {name.split(" : ", 1)[-1]: secs for name, secs in cold_tasks.items()}
-    print(f"  of which: ISO copy+verify {role_task.get('Download the ISO and verify its checksum', 0):.2f} s, "
+    iso = role_task.get("Upload the ISO into its pool (checksum verified before anything is created)", 0)
+    print(f"  of which: ISO verify+upload into its pool {iso:.2f} s, "
           f"define+start the domain {role_task.get('Converge and start the domain', 0):.2f} s, "
           f"wait for the marker {role_task.get('Wait for the marker on the serial console', 0):.2f} s "
           f"(wait_for polls once a second)")

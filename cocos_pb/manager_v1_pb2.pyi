@@ -20,6 +20,13 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELED: _ClassVar[JobState]
 
+class HostHealth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOST_HEALTH_UNSPECIFIED: _ClassVar[HostHealth]
+    HOST_HEALTH_REACHABLE: _ClassVar[HostHealth]
+    HOST_HEALTH_UNREACHABLE: _ClassVar[HostHealth]
+    HOST_HEALTH_UNKNOWN: _ClassVar[HostHealth]
+
 class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RUN_STATE_UNSPECIFIED: _ClassVar[RunState]
@@ -35,6 +42,10 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCESSFUL: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELED: JobState
+HOST_HEALTH_UNSPECIFIED: HostHealth
+HOST_HEALTH_REACHABLE: HostHealth
+HOST_HEALTH_UNREACHABLE: HostHealth
+HOST_HEALTH_UNKNOWN: HostHealth
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_FORWARDED: RunState
 RUN_STATE_RECEIVING: RunState
@@ -43,8 +54,22 @@ RUN_STATE_COMPLETE: RunState
 RUN_STATE_FAILED: RunState
 RUN_STATE_SUPERSEDED: RunState
 
+class CreateDomainRequest(_message.Message):
+    __slots__ = ("pool", "volume", "domain", "host", "ttl")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    pool: str
+    volume: str
+    domain: str
+    host: str
+    ttl: int
+    def __init__(self, pool: _Optional[str] = ..., volume: _Optional[str] = ..., domain: _Optional[str] = ..., host: _Optional[str] = ..., ttl: _Optional[int] = ...) -> None: ...
+
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "target", "state", "created_at", "started_at", "finished_at", "changed", "ok", "failed", "error", "result", "event_count")
+    __slots__ = ("id", "kind", "target", "state", "created_at", "started_at", "finished_at", "changed", "ok", "failed", "error", "result", "event_count", "host")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +83,7 @@ class Job(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EVENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     target: str
@@ -71,7 +97,8 @@ class Job(_message.Message):
     error: str
     result: str
     event_count: int
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., changed: _Optional[int] = ..., ok: _Optional[int] = ..., failed: _Optional[int] = ..., error: _Optional[str] = ..., result: _Optional[str] = ..., event_count: _Optional[int] = ...) -> None: ...
+    host: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., target: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., changed: _Optional[int] = ..., ok: _Optional[int] = ..., failed: _Optional[int] = ..., error: _Optional[str] = ..., result: _Optional[str] = ..., event_count: _Optional[int] = ..., host: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("seq", "job_id", "type", "task", "host", "changed", "failed", "message", "time", "state")
@@ -110,38 +137,96 @@ class ForwardedPort(_message.Message):
     def __init__(self, host_address: _Optional[str] = ..., host_port: _Optional[int] = ..., guest_port: _Optional[int] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class Domain(_message.Message):
-    __slots__ = ("name", "uuid", "state", "forwarded_ports")
+    __slots__ = ("name", "uuid", "state", "forwarded_ports", "host", "agent_port", "ttl", "expires_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_PORTS_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PORT_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     uuid: str
     state: str
     forwarded_ports: _containers.RepeatedCompositeFieldContainer[ForwardedPort]
-    def __init__(self, name: _Optional[str] = ..., uuid: _Optional[str] = ..., state: _Optional[str] = ..., forwarded_ports: _Optional[_Iterable[_Union[ForwardedPort, _Mapping]]] = ...) -> None: ...
+    host: str
+    agent_port: int
+    ttl: int
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., uuid: _Optional[str] = ..., state: _Optional[str] = ..., forwarded_ports: _Optional[_Iterable[_Union[ForwardedPort, _Mapping]]] = ..., host: _Optional[str] = ..., agent_port: _Optional[int] = ..., ttl: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeleteDomainRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "host")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    host: str
+    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
 
 class ListDomainsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ListDomainsResponse(_message.Message):
-    __slots__ = ("domains",)
+    __slots__ = ("domains", "unreachable_hosts")
     DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_HOSTS_FIELD_NUMBER: _ClassVar[int]
     domains: _containers.RepeatedCompositeFieldContainer[Domain]
-    def __init__(self, domains: _Optional[_Iterable[_Union[Domain, _Mapping]]] = ...) -> None: ...
+    unreachable_hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, domains: _Optional[_Iterable[_Union[Domain, _Mapping]]] = ..., unreachable_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetDomainRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "host")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    host: str
+    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class ListHostsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListHostsResponse(_message.Message):
+    __slots__ = ("hosts",)
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    hosts: _containers.RepeatedCompositeFieldContainer[Host]
+    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+
+class Host(_message.Message):
+    __slots__ = ("name", "health", "error", "checked_at", "agent_address", "vms", "max_vms", "domains", "memory_total", "memory_committed", "memory_free", "memory_available", "agent_port_first", "agent_port_last", "agent_ports_used")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    VMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_VMS_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PORT_FIRST_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PORT_LAST_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PORTS_USED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    health: HostHealth
+    error: str
+    checked_at: _timestamp_pb2.Timestamp
+    agent_address: str
+    vms: int
+    max_vms: int
+    domains: int
+    memory_total: int
+    memory_committed: int
+    memory_free: int
+    memory_available: int
+    agent_port_first: int
+    agent_port_last: int
+    agent_ports_used: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., health: _Optional[_Union[HostHealth, str]] = ..., error: _Optional[str] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_address: _Optional[str] = ..., vms: _Optional[int] = ..., max_vms: _Optional[int] = ..., domains: _Optional[int] = ..., memory_total: _Optional[int] = ..., memory_committed: _Optional[int] = ..., memory_free: _Optional[int] = ..., memory_available: _Optional[int] = ..., agent_port_first: _Optional[int] = ..., agent_port_last: _Optional[int] = ..., agent_ports_used: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("id",)
@@ -182,7 +267,7 @@ class CreateRunRequest(_message.Message):
     def __init__(self, run: _Optional[_Union[_manager_pb2.RunRequest, _Mapping]] = ..., domain: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "name", "agent", "domain", "ttl", "state", "created_at", "updated_at", "algorithm", "datasets", "error", "result_bytes", "superseded_by")
+    __slots__ = ("id", "name", "agent", "domain", "ttl", "state", "created_at", "updated_at", "algorithm", "datasets", "error", "result_bytes", "superseded_by", "host")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +281,7 @@ class Run(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SUPERSEDED_BY_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     agent: str
@@ -209,7 +295,8 @@ class Run(_message.Message):
     error: str
     result_bytes: int
     superseded_by: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., agent: _Optional[str] = ..., domain: _Optional[str] = ..., ttl: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithm: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., result_bytes: _Optional[int] = ..., superseded_by: _Optional[str] = ...) -> None: ...
+    host: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., agent: _Optional[str] = ..., domain: _Optional[str] = ..., ttl: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., algorithm: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., result_bytes: _Optional[int] = ..., superseded_by: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("id",)

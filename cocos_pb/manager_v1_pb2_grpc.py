@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from cocos_pb import manager_pb2 as cocos__pb_dot_manager__pb2
 from cocos_pb import manager_v1_pb2 as cocos__pb_dot_manager__v1__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -37,7 +36,7 @@ class ManagerServiceStub:
         """
         self.CreateDomainAsync = channel.unary_unary(
                 '/cocos.manager.v1.ManagerService/CreateDomainAsync',
-                request_serializer=cocos__pb_dot_manager__pb2.CreateDomainRequest.SerializeToString,
+                request_serializer=cocos__pb_dot_manager__v1__pb2.CreateDomainRequest.SerializeToString,
                 response_deserializer=cocos__pb_dot_manager__v1__pb2.Job.FromString,
                 _registered_method=True)
         self.DeleteDomain = channel.unary_unary(
@@ -100,14 +99,22 @@ class ManagerServiceStub:
                 request_serializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=cocos__pb_dot_manager__v1__pb2.ResultChunk.FromString,
                 _registered_method=True)
+        self.ListHosts = channel.unary_unary(
+                '/cocos.manager.v1.ManagerService/ListHosts',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.ListHostsRequest.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.ListHostsResponse.FromString,
+                _registered_method=True)
 
 
 class ManagerServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateDomainAsync(self, request, context):
-        """Starts the domain playbook and answers at once with the job; requests for a domain that is already being
-        converged join that job instead of starting another.
+        """Places the domain (on `host`, else on the reachable host with the most uncommitted memory that has room),
+        starts the domain playbook on that host and answers at once with the job; requests for a domain that is
+        already being converged join that job instead of starting another. Fields 1-3 are those of
+        manager_proto.CreateDomainRequest, so its messages are still accepted. RESOURCE_EXHAUSTED when no host has
+        room, UNAVAILABLE naming the host when it is unreachable.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,12 +201,19 @@ class ManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHosts(self, request, context):
+        """The inventory's hosts with health, capacity and VM count.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateDomainAsync': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDomainAsync,
-                    request_deserializer=cocos__pb_dot_manager__pb2.CreateDomainRequest.FromString,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.CreateDomainRequest.FromString,
                     response_serializer=cocos__pb_dot_manager__v1__pb2.Job.SerializeToString,
             ),
             'DeleteDomain': grpc.unary_unary_rpc_method_handler(
@@ -262,6 +276,11 @@ def add_ManagerServiceServicer_to_server(servicer, server):
                     request_deserializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.FromString,
                     response_serializer=cocos__pb_dot_manager__v1__pb2.ResultChunk.SerializeToString,
             ),
+            'ListHosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHosts,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.ListHostsRequest.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.ListHostsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cocos.manager.v1.ManagerService', rpc_method_handlers)
@@ -288,7 +307,7 @@ class ManagerService:
             request,
             target,
             '/cocos.manager.v1.ManagerService/CreateDomainAsync',
-            cocos__pb_dot_manager__pb2.CreateDomainRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.CreateDomainRequest.SerializeToString,
             cocos__pb_dot_manager__v1__pb2.Job.FromString,
             options,
             channel_credentials,
@@ -614,6 +633,33 @@ class ManagerService:
             '/cocos.manager.v1.ManagerService/GetResult',
             cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
             cocos__pb_dot_manager__v1__pb2.ResultChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHosts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cocos.manager.v1.ManagerService/ListHosts',
+            cocos__pb_dot_manager__v1__pb2.ListHostsRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.ListHostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

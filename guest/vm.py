@@ -51,8 +51,8 @@ def wait_for_console(console: Path, text: str, timeout: float) -> float:
     raise GuestTimeout(f"{text!r} not on the console after {timeout} s; it ends with:\n{console_tail(console)}")
 
 
-def wait_for_agent(port: int, timeout: float) -> float:
-    """Seconds until the agent's gRPC health check answers SERVING on 127.0.0.1:port.
+def wait_for_agent(port: int, timeout: float, address: str = "127.0.0.1") -> float:
+    """Seconds until the agent's gRPC health check answers SERVING on address:port (a loopback address).
 
     A TCP connect alone proves nothing: QEMU accepts on the host side even when nothing listens inside.
     """
@@ -60,7 +60,7 @@ def wait_for_agent(port: int, timeout: float) -> float:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     started = time.monotonic()
-    with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.enable_http_proxy", 0)]) as channel:
+    with grpc.insecure_channel(f"{address}:{port}", options=[("grpc.enable_http_proxy", 0)]) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

@@ -34,6 +34,9 @@ def main() -> int:
         signal.signal(sig, lambda signum, _frame: stop.set())
     try:
         services = build_services(cfg)
+    except config_mod.ConfigError as exc:  # the inventory's hosts
+        log.error("invalid configuration", extra={"error": str(exc)})
+        return 2
     except OSError as exc:
         log.error("cannot open the state directory", extra={"error": str(exc)})
         return 1
@@ -47,6 +50,7 @@ def main() -> int:
         return 1
     log.info("manager started", extra={"http_port": http_port, "grpc_port": grpc_port, "tls": cfg.tls,
                                        "agent": cfg.agent_grpc_url, "xml_dir": cfg.xml_dir,
+                                       "hosts": {h.name: h.health()[0] for h in services.hosts.hosts()},
                                        "interrupted_jobs": services.interrupted})
     stop.wait()
     log.info("stopping")

@@ -8,7 +8,7 @@ from typing import Any
 
 import bottle
 
-from manager_api import domain_view, jobs, runs, schemas
+from manager_api import jobs, runs, schemas
 from manager_api.domains import check_domain_name
 from manager_api.errors import check_json, check_text
 from manager_api.metrics import CONTENT_TYPE
@@ -50,6 +50,7 @@ def _routes(app: bottle.Bottle, s: Services) -> None:
     app.route("/domains", "GET", lambda: list_domains(s))
     app.route("/domains/<name>", "GET", lambda name: get_domain(s, name))
     app.route("/domains/<name>", "DELETE", lambda name: delete_domain(s, name))
+    app.route("/hosts", "GET", lambda: json_response(200, {"hosts": s.placement.hosts_view()}))
     app.route("/run", "POST", lambda: run(s))
     app.route("/runs/<run_id>", "GET", lambda run_id: json_response(200, s.runs.get(run_id).to_dict()))
     app.route("/runs/<run_id>/algorithm", "POST", lambda run_id: upload(s, run_id, runs.ALGORITHM))
@@ -150,20 +151,26 @@ def metrics(s: Services) -> bottle.HTTPResponse:
 
 def create_domain(s: Services) -> bottle.HTTPResponse:
     body = schemas.validate(schemas.DOMAIN, json_body(s.config.max_body_bytes))
+    args = (body.get("pool", ""), body.get("volume", ""), body.get("domain", ""), body.get("host"), body.get("ttl"))
     if _flag("async"):
-        return _accepted(s.domains.create(body.get("pool", ""), body.get("volume", ""), body.get("domain", ""))[0])
+        return _accepted(s.domains.create(*args)[0])
     with s.waiters.enter():  # a synchronous request holds a thread for the whole job: bounded
-        job, _ = s.domains.create(body.get("pool", ""), body.get("volume", ""), body.get("domain", ""))
-        return _job_outcome(s, job, lambda: {"name": job.result or job.target})
+        job, _ = s.domains.create(*args)
+        return _job_outcome(s, job, lambda: {"name": job.result or job.target, "host": job.details["host"]})
+
+
+def _host_param() -> str | None:
+    """The optional ?host= of the domain routes: which host's domain of that name is meant."""
+    return bottle.request.query.get("host") or None
 
 
 def delete_domain(s: Services, name: str) -> bottle.HTTPResponse:
     check_domain_name(name)
     if _flag("async"):
-        return _accepted(s.domains.delete(name)[0])
+        return _accepted(s.domains.delete(name, _host_param())[0])
     with s.waiters.enter():
-        job, _ = s.domains.delete(name)
-        return _job_outcome(s, job, lambda: {"name": name, "deleted": True})
+        job, _ = s.domains.delete(name, _host_param())
+        return _job_outcome(s, job, lambda: {"name": name, "host": job.details["host"], "deleted": True})
 
 
 def _accepted(job: jobs.Job) -> bottle.HTTPResponse:
@@ -186,14 +193,12 @@ def _job_outcome(s: Services, job: jobs.Job, success: Callable[[], dict]) -> bot
 
 
 def list_domains(s: Services) -> bottle.HTTPResponse:
-    return json_response(200, {"domains": domain_view.list_domains(s.config.libvirt_uri)})
+    domains, unreachable = s.domains.all_domains()
+    return json_response(200, {"domains": domains, "unreachable_hosts": unreachable})
 
 
 def get_domain(s: Services, name: str) -> bottle.HTTPResponse:
-    found = domain_view.get_domain(s.config.libvirt_uri, check_text("name", name))
-    if found is None:
-        raise ApiError(404, "no such domain", field="name")
-    return json_response(200, found)
+    return json_response(200, s.domains.get(check_text("name", name), _host_param()))
 
 
 def run(s: Services) -> bottle.HTTPResponse:

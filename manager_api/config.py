@@ -36,7 +36,18 @@ class Config:
     xml_dir: str = str(ROOT / "xml")
     xml_max_bytes: int = 256 * 1024
     max_body_bytes: int = 64 * 1024
-    libvirt_uri: str = "qemu:///system"
+    # Hosts: the `hypervisors` group of this Ansible inventory (file or directory; manager_api/hosts.py). When
+    # libvirt_uri is set it replaces the inventory with one host, `localhost`, at that URI.
+    inventory: str = str(ROOT / "inventory")
+    libvirt_uri: str = ""
+    # Per-host defaults an inventory host may override (cocos_max_vms, cocos_agent_port_range): the VMs this manager
+    # places on a host, and the host ports it forwards to their agents (upstream Cocos: MANAGER_QEMU_HOST_FWD_RANGE).
+    max_vms: int = 10
+    agent_port_range: tuple[int, int] = (6100, 6200)
+    # Health: every host's libvirt is read this often; one that has not answered for interval + timeout is
+    # unreachable, and so is a libvirt call of a request that takes longer than the timeout.
+    host_check_interval: float = 1.0
+    host_timeout: float = 5.0
     token: str | None = None
     playbook_dir: str = str(ROOT / "playbooks")
     domain_timeout: float = 900.0
@@ -92,6 +103,23 @@ def _seconds(name: str, raw: str) -> float:
     return value
 
 
+def parse_port_range(name: str, raw: object) -> tuple[int, int]:
+    """`FIRST-LAST` (inclusive TCP ports, FIRST <= LAST) as a pair; ConfigError naming `name` otherwise."""
+    first, sep, last = str(raw).strip().partition("-")
+    try:
+        pair = (int(first), int(last))
+    except ValueError:
+        pair = (0, 0)
+    if not sep or not 1 <= pair[0] <= pair[1] <= 65535:
+        raise ConfigError(f"{name}: {raw!r} is not a port range FIRST-LAST within 1-65535")
+    return pair
+
+
+def _existing_path(name: str, raw: str) -> str:
+    """A file or directory (an Ansible inventory source), resolved."""
+    return _resolved(name, raw, os.path.exists, "does not exist")
+
+
 def _log_level(name: str, raw: str) -> str:
     if raw.lower() not in LOG_LEVELS:
         raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -105,8 +133,12 @@ def _readable_file(name: str, raw: str) -> str:
 
 
 def _directory(name: str, raw: str) -> str:
-    if not os.path.isdir(raw):
-        raise ConfigError(f"{name}: {raw!r} is not a directory")
+    return _resolved(name, raw, os.path.isdir, "is not a directory")
+
+
+def _resolved(name: str, raw: str, exists: Callable[[str], bool], otherwise: str) -> str:
+    if not exists(raw):
+        raise ConfigError(f"{name}: {raw!r} {otherwise}")
     return str(Path(raw).resolve())
 
 
@@ -158,6 +190,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "CC_MANAGER_XML_MAX_BYTES": ("xml_max_bytes", _int),
     "CC_MANAGER_MAX_BODY_BYTES": ("max_body_bytes", _int),
     "CC_MANAGER_LIBVIRT_URI": ("libvirt_uri", _text),
+    "CC_MANAGER_INVENTORY": ("inventory", _existing_path),
+    "CC_MANAGER_MAX_VMS": ("max_vms", _positive),
+    "CC_MANAGER_AGENT_PORT_RANGE": ("agent_port_range", parse_port_range),
+    "CC_MANAGER_HOST_CHECK_INTERVAL": ("host_check_interval", _seconds),
+    "CC_MANAGER_HOST_TIMEOUT": ("host_timeout", _seconds),
     "CC_MANAGER_TOKEN": ("token", _text),
     "CC_MANAGER_PLAYBOOK_DIR": ("playbook_dir", _directory),
     "CC_MANAGER_DOMAIN_TIMEOUT": ("domain_timeout", _seconds),

@@ -1,7 +1,9 @@
-"""Read-only view of libvirt for the API: domains (GET /domains), pools and definitions the policy needs.
+"""Read-only view of one host's libvirt for the API: domains (GET /domains), pools and definitions the policy needs.
 
-Facts come from module_utils.cocos_libvirt (one parser, one state table): forwarded ports from domain_xml,
-state names from domain.state_name, pool directories from xml_facts.
+Every function takes an open connection: the host registry (manager_api/hosts.py) keeps one per host and runs these
+calls under its deadline, turning libvirt errors into HostUnavailable naming the host. Facts come from
+module_utils.cocos_libvirt (one parser, one state table): forwarded ports from domain_xml, state names from
+domain.state_name, pool directories from xml_facts.
 """
 from __future__ import annotations
 
@@ -42,26 +44,14 @@ def describe(dom: libvirt.virDomain) -> dict:
             "forwarded_ports": forwarded_ports(dom.XMLDesc(0))}
 
 
-def _open(uri: str) -> libvirt.virConnect:
-    try:
-        return libvirt.openReadOnly(uri)
-    except libvirt.libvirtError as exc:
-        log.error("cannot connect to libvirt", extra={"uri": uri, "error": exc.get_error_message()})
-        raise LibvirtUnavailable("libvirt is not reachable; see the manager's log") from None
-
-
-def list_domains(uri: str) -> list[dict]:
-    conn = _open(uri)
-    try:
-        out = []
-        for dom in conn.listAllDomains(0):
-            try:
-                out.append(describe(dom))
-            except libvirt.libvirtError:
-                continue  # undefined between listing and reading: not an error
-        return sorted(out, key=lambda d: d["name"])
-    finally:
-        conn.close()
+def list_domains(conn: libvirt.virConnect) -> list[dict]:
+    out = []
+    for dom in conn.listAllDomains(0):
+        try:
+            out.append(describe(dom))
+        except libvirt.libvirtError:
+            continue  # undefined between listing and reading: not an error
+    return sorted(out, key=lambda d: d["name"])
 
 
 def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
@@ -74,60 +64,40 @@ def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
         raise LibvirtUnavailable("libvirt could not look the domain up; see the manager's log") from None
 
 
-def get_domain(uri: str, name: str) -> dict | None:
-    conn = _open(uri)
-    try:
-        dom = _lookup(conn, name)
-        return describe(dom) if dom is not None else None
-    finally:
-        conn.close()
+def get_domain(conn: libvirt.virConnect, name: str) -> dict | None:
+    dom = _lookup(conn, name)
+    return describe(dom) if dom is not None else None
 
 
-def domain_definition(uri: str, name: str) -> ET.Element | None:
+def domain_definition(conn: libvirt.virConnect, name: str) -> ET.Element | None:
     """The domain's inactive definition, parsed, or None when there is no such domain."""
-    conn = _open(uri)
-    try:
-        dom = _lookup(conn, name)
-        return _parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) if dom is not None else None
-    finally:
-        conn.close()
+    dom = _lookup(conn, name)
+    return _parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) if dom is not None else None
 
 
-def pool_directories(uri: str) -> dict[str, str | None]:
+def pool_directories(conn: libvirt.virConnect) -> dict[str, str | None]:
     """Every storage pool's name and target directory (None for pools without one)."""
-    conn = _open(uri)
-    try:
-        out: dict[str, str | None] = {}
-        for pool in conn.listAllStoragePools(0):
-            try:
-                out[pool.name()] = xml_facts.pool_facts(xmlcanon.parse(pool.XMLDesc(0), "pool"))["path"]
-            except (libvirt.libvirtError, LibvirtModuleError):
-                continue
-        return out
-    finally:
-        conn.close()
+    out: dict[str, str | None] = {}
+    for pool in conn.listAllStoragePools(0):
+        try:
+            out[pool.name()] = xml_facts.pool_facts(xmlcanon.parse(pool.XMLDesc(0), "pool"))["path"]
+        except (libvirt.libvirtError, LibvirtModuleError):
+            continue
+    return out
 
 
-def domain_exists(uri: str, name: str) -> bool:
-    conn = _open(uri)
-    try:
-        return _lookup(conn, name) is not None
-    finally:
-        conn.close()
+def domain_exists(conn: libvirt.virConnect, name: str) -> bool:
+    return _lookup(conn, name) is not None
 
 
-def storage_exists(uri: str, pool: str, volume: str) -> tuple[bool, bool]:
+def storage_exists(conn: libvirt.virConnect, pool: str, volume: str) -> tuple[bool, bool]:
     """(pool exists, volume exists in it)."""
-    conn = _open(uri)
     try:
-        try:
-            found = conn.storagePoolLookupByName(pool)
-        except libvirt.libvirtError:
-            return False, False
-        try:
-            found.storageVolLookupByName(volume)
-            return True, True
-        except libvirt.libvirtError:
-            return True, False
-    finally:
-        conn.close()
+        found = conn.storagePoolLookupByName(pool)
+    except libvirt.libvirtError:
+        return False, False
+    try:
+        found.storageVolLookupByName(volume)
+        return True, True
+    except libvirt.libvirtError:
+        return True, False

@@ -52,3 +52,23 @@ def check_json(value: object, field: str = "body") -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_json(item, f"{field}.{index}")
+
+
+class HostUnavailable(RuntimeError):
+    """A hypervisor's libvirt did not answer (health check or this request): HTTP 503 naming it, gRPC UNAVAILABLE.
+
+    The message names the host (or the hosts, comma-separated) and the kind of failure only; libvirt's own text
+    (which may hold socket or ssh paths) goes to the log.
+    """
+
+    def __init__(self, host: str, reason: str, retry_after: int = 5) -> None:
+        subject = f"hosts {host} are" if ", " in host else f"host {host} is"
+        super().__init__(f"{subject} unreachable: {reason}")
+        self.host = host
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class NoRoom(RuntimeError):
+    """No candidate host can take the domain (VM count at max_vms, too little memory, no free agent port, or not
+    reachable): HTTP 503, gRPC RESOURCE_EXHAUSTED. The message gives each host's reason."""

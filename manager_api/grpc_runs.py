@@ -44,7 +44,7 @@ def run_message(run: runs.Run) -> manager_v1_pb2.Run:
         id=run.id, name=run.name, agent=run.agent, domain=run.domain, ttl=run.ttl, state=_STATE[run.state],
         created_at=timestamp(run.created_at), updated_at=timestamp(run.updated_at), algorithm=run.algorithm,
         datasets=list(run.datasets), error=run.error, result_bytes=run.result_bytes,
-        superseded_by=run.superseded_by)
+        superseded_by=run.superseded_by, host=run.host)
 
 
 def collect_upload(chunks: Iterable[manager_v1_pb2.UploadChunk], limit: int) -> tuple[str, bytes]:

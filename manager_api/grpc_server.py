@@ -14,10 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
-from manager_api import domain_view, grpc_runs, jobs, runs
+from manager_api import domain_view, grpc_runs, hosts, jobs, runs
 from manager_api.agent_client import AgentError
 from manager_api.domains import check_domain_name
-from manager_api.errors import Busy, Conflict, RequestError, check_text
+from manager_api.errors import Busy, Conflict, HostUnavailable, NoRoom, RequestError, check_text
 from manager_api.services import Services
 
 log = logging.getLogger("manager_api.grpc")
@@ -36,7 +36,7 @@ def job_message(job: jobs.Job) -> manager_v1_pb2.Job:
         id=d["id"], kind=d["kind"], target=d["target"], state=_STATE[d["state"]],
         created_at=grpc_runs.timestamp(d["created_at"]), started_at=grpc_runs.timestamp(d["started_at"]),
         finished_at=grpc_runs.timestamp(d["finished_at"]), changed=d["changed"], ok=d["ok"], failed=d["failed"],
-        error=d["error"], result=d["result"], event_count=d["event_count"])
+        error=d["error"], result=d["result"], event_count=d["event_count"], host=d["host"])
 
 
 def event_message(event: dict) -> manager_v1_pb2.JobEvent:
@@ -48,7 +48,24 @@ def event_message(event: dict) -> manager_v1_pb2.JobEvent:
 
 def domain_message(d: dict) -> manager_v1_pb2.Domain:
     return manager_v1_pb2.Domain(name=d["name"], uuid=d["uuid"], state=d["state"],
-                                 forwarded_ports=[manager_v1_pb2.ForwardedPort(**p) for p in d["forwarded_ports"]])
+                                 forwarded_ports=[manager_v1_pb2.ForwardedPort(**p) for p in d["forwarded_ports"]],
+                                 host=d["host"], agent_port=d["agent_port"] or 0, ttl=d["ttl"] or 0,
+                                 expires_at=grpc_runs.timestamp(d["expires_at"]))
+
+
+_HEALTH = {hosts.REACHABLE: manager_v1_pb2.HOST_HEALTH_REACHABLE,
+           hosts.UNREACHABLE: manager_v1_pb2.HOST_HEALTH_UNREACHABLE, hosts.UNKNOWN: manager_v1_pb2.HOST_HEALTH_UNKNOWN}
+
+
+def host_message(h: dict) -> manager_v1_pb2.Host:
+    memory = h["memory"] or {}
+    return manager_v1_pb2.Host(
+        name=h["name"], health=_HEALTH[h["health"]], error=h["error"], checked_at=grpc_runs.timestamp(h["checked_at"]),
+        agent_address=h["agent_address"], vms=h["vms"], max_vms=h["max_vms"], domains=h["domains"] or 0,
+        memory_total=memory.get("total", 0), memory_committed=memory.get("committed", 0),
+        memory_free=memory.get("free", 0), memory_available=memory.get("available", 0),
+        agent_port_first=h["agent_ports"]["first"], agent_port_last=h["agent_ports"]["last"],
+        agent_ports_used=h["agent_ports"]["used"])
 
 
 def _abort_for(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
@@ -59,8 +76,10 @@ def _abort_for(context: grpc.ServicerContext, exc: Exception, method: str) -> No
         context.abort(_REQUEST_STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc))
     if isinstance(exc, AgentError):
         context.abort(grpc.StatusCode.UNAVAILABLE if exc.unavailable else exc.code, str(exc))
-    if isinstance(exc, Busy):
+    if isinstance(exc, Busy | HostUnavailable):
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    if isinstance(exc, NoRoom):
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     if isinstance(exc, domain_view.LibvirtUnavailable):
         context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     error_id = uuid.uuid4().hex
@@ -121,25 +140,30 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
         self.s = services
 
     @_guarded
-    def CreateDomainAsync(self, request: manager_pb2.CreateDomainRequest, context: grpc.ServicerContext):
-        return job_message(self.s.domains.create(request.pool, request.volume, request.domain)[0])
+    def CreateDomainAsync(self, request: manager_v1_pb2.CreateDomainRequest, context: grpc.ServicerContext):
+        if request.ttl < 0:
+            raise RequestError("ttl", "must be 0 (none) or a positive number of seconds")
+        return job_message(self.s.domains.create(request.pool, request.volume, request.domain, request.host or None,
+                                                 request.ttl or None)[0])
 
     @_guarded
     def DeleteDomain(self, request, context):
         check_domain_name(request.name)
-        return job_message(self.s.domains.delete(request.name)[0])
+        return job_message(self.s.domains.delete(request.name, request.host or None)[0])
 
     @_guarded
     def ListDomains(self, request, context):
-        return manager_v1_pb2.ListDomainsResponse(
-            domains=[domain_message(d) for d in domain_view.list_domains(self.s.config.libvirt_uri)])
+        domains, unreachable = self.s.domains.all_domains()
+        return manager_v1_pb2.ListDomainsResponse(domains=[domain_message(d) for d in domains],
+                                                  unreachable_hosts=unreachable)
 
     @_guarded
     def GetDomain(self, request, context):
-        found = domain_view.get_domain(self.s.config.libvirt_uri, request.name)
-        if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, "name: no such domain")
-        return domain_message(found)
+        return domain_message(self.s.domains.get(request.name, request.host or None))
+
+    @_guarded
+    def ListHosts(self, request, context):
+        return manager_v1_pb2.ListHostsResponse(hosts=[host_message(h) for h in self.s.placement.hosts_view()])
 
     def _job(self, job_id: str, context: grpc.ServicerContext) -> jobs.Job:
         job = self.s.store.get(job_id)

@@ -69,6 +69,7 @@ class Job:
                 "duration": _duration(self.started_at, self.finished_at),
                 "changed": self.changed, "ok": self.ok, "failed": self.failed,
                 "error": self.error, "result": self.result, "event_count": len(self.events),
+                "host": self.details.get("host", ""),
             }
 
     def add_event(self, kind: str, **data: Any) -> None:
@@ -251,7 +252,7 @@ class JobStore:
         return job
 
     def submit(self, kind: str, target: str, start: Callable[[Job], None], digest: str = "",
-               details: dict | None = None) -> tuple[Job, bool]:
+               details: dict | None = None, on_final: Callable[[Job], None] | None = None) -> tuple[Job, bool]:
         """Return the in-flight job for target, or create one and start it; the bool says whether it is new.
 
         A job is shared only by requests of the same kind with the same definitions (digest); another definition
@@ -259,6 +260,7 @@ class JobStore:
         the first request, and waiting would hold the caller for the whole playbook. A delete while a create runs
         (or the reverse) is queued after it. The check and the registration happen under one lock: that is what
         makes N concurrent requests for one domain converge once. Jobs for other targets never wait on each other.
+        on_final runs once a new job reaches a final state, however it gets there (registered before it can start).
         """
         with self._lock:
             current = self._active.get(target)
@@ -272,6 +274,8 @@ class JobStore:
                 raise Busy("playbook jobs", self.max_running, self.retry_after)
             job = Job(kind=kind, target=target, digest=digest, details=dict(details or {}))
             job._on_final.append(lambda _job: self._slots.release())
+            if on_final is not None:
+                job._on_final.append(on_final)
             self._active[target] = job
         self.adopt(job)
         if current is not None and busy:

@@ -35,6 +35,23 @@ class _JobStates(Collector):
         yield family
 
 
+class _Hosts(Collector):
+    """Per inventory host (a bounded label set): whether it is reachable, and the VMs the manager placed there."""
+
+    def __init__(self, hosts: Callable[[], Iterable[dict]]) -> None:
+        self.hosts = hosts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        up = GaugeMetricFamily("cocos_manager_host_up", "1 when the host's last health check succeeded in time.",
+                               labels=["host"])
+        vms = GaugeMetricFamily("cocos_manager_host_vms", "VMs the manager placed on the host.", labels=["host"])
+        for host in self.hosts():
+            up.add_metric([host["name"]], 1 if host["health"] == "reachable" else 0)
+            vms.add_metric([host["name"]], host["vms"])
+        yield up
+        yield vms
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -50,6 +67,10 @@ class Metrics:
     def watch_jobs(self, store: jobs.JobStore) -> None:
         self._store = store
         self.registry.register(_JobStates(lambda: (job.state for job in store.list())))
+
+    def watch_hosts(self, hosts: Callable[[], Iterable[dict]]) -> None:
+        """hosts: GET /hosts' entries (PlacementService.hosts_view), read at each scrape."""
+        self.registry.register(_Hosts(hosts))
 
     def observe(self, protocol: str, method: str, route: str, status: str, seconds: float) -> None:
         """route: an HTTP route rule or a gRPC full method name; anything else is folded into one value."""

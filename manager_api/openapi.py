@@ -28,6 +28,10 @@ def _path_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+_HOST = {"name": "host", "in": "query", "schema": {"type": "string"},
+         "description": "the inventory host whose domain of that name is meant (needed only when several have one)"}
+
+
 def _json_body(schema: dict) -> dict:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -44,15 +48,26 @@ PATHS = {
         "responses": {"200": _ok("domain converged", {"type": "object", "properties": {"name": {"type": "string"}}}),
                       "202": _JOB, "400": _ERROR, "404": _ERROR, "409": _ERROR, "413": _ERROR, "415": _ERROR,
                       "500": _ERROR, "503": _ERROR},
-        "description": "400 also when a definition breaks the XML policy (SECURITY.md); 409 when a job for that "
-                       "domain runs from another definition; 503 with Retry-After when a bound is reached."}},
-    "/domains": {"get": {"summary": "All libvirt domains", "responses": {"200": _ok("domains")}}},
+        "description": "Placed on `host`, else on the reachable host with the most uncommitted memory that has room; "
+                       "the agent forward gets a free port of the host's range. 400 also when a definition breaks the "
+                       "XML policy (SECURITY.md); 409 when a job for that domain runs from another definition, or the "
+                       "domain is on another host; 503 with Retry-After when a bound is reached or the host is "
+                       "unreachable (the body's `host` names it), 503 when no host has room."}},
+    "/domains": {"get": {"summary": "The domains of every host, each with its host; unreachable hosts are listed",
+                         "responses": {"200": _ok("domains", {"type": "object", "properties": {
+                             "domains": {"type": "array", "items": {"$ref": "#/components/schemas/Domain"}},
+                             "unreachable_hosts": {"type": "array", "items": {"type": "string"}}}}),
+                             "503": _ERROR}}},
     "/domains/{name}": {
-        "parameters": [_path_param("name")],
-        "get": {"summary": "One domain", "responses": {"200": _ok("domain"), "404": _ERROR}},
+        "parameters": [_path_param("name"), _HOST],
+        "get": {"summary": "One domain", "responses": {"200": _ok("domain", {"$ref": "#/components/schemas/Domain"}),
+                                                       "404": _ERROR, "409": _ERROR, "503": _ERROR}},
         "delete": {"summary": "Remove a domain with its storage", "parameters": [_ASYNC],
-                   "responses": {"200": _ok("deleted"), "202": _JOB, "400": _ERROR, "404": _ERROR, "500": _ERROR,
-                                 "503": _ERROR}}},
+                   "responses": {"200": _ok("deleted"), "202": _JOB, "400": _ERROR, "404": _ERROR, "409": _ERROR,
+                                 "500": _ERROR, "503": _ERROR}}},
+    "/hosts": {"get": {"summary": "The inventory's hosts with health, capacity and VM count",
+                       "responses": {"200": _ok("hosts", {"type": "object", "properties": {
+                           "hosts": {"type": "array", "items": {"$ref": "#/components/schemas/Host"}}}})}}},
     "/run": {"post": {
         "summary": "Forward a computation run to the agent", "requestBody": _json_body(schemas.RUN),
         "description": "The agent is the `domain`'s forward of guest port 7002 when given, else the most recently "
@@ -94,14 +109,30 @@ COMPONENTS = {
         "Error": {"type": "object", "required": ["error", "status"],
                   "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
                                  "field": {"type": "string"}, "request_id": {"type": "string"}}},
+        "Domain": {"type": "object", "properties": {
+            "name": {"type": "string"}, "uuid": {"type": "string"},
+            "state": {"type": "string", "description": "libvirt's state; `unknown` while its host is unreachable"},
+            "forwarded_ports": {"type": "array", "items": {"type": "object"}},
+            "host": {"type": "string"}, "agent_port": {"type": ["integer", "null"]},
+            "ttl": {"type": ["integer", "null"]},
+            "expires_at": {"type": ["number", "null"], "description": "when the manager removes it (Unix time)"}}},
+        "Host": {"type": "object", "properties": {
+            "name": {"type": "string"}, "health": {"enum": ["reachable", "unreachable", "unknown"]},
+            "error": {"type": "string"}, "checked_at": {"type": ["number", "null"]},
+            "agent_address": {"type": "string"}, "vms": {"type": "integer"}, "max_vms": {"type": "integer"},
+            "domains": {"type": ["integer", "null"], "description": "all libvirt domains on the host"},
+            "memory": {"type": ["object", "null"], "description": "bytes: total, committed, free, available"},
+            "agent_ports": {"type": "object", "description": "first, last, used"}}},
         "Job": {"type": "object", "properties": {
             "id": {"type": "string"}, "kind": {"type": "string"}, "target": {"type": "string"},
+            "host": {"type": "string"},
             "state": {"enum": ["queued", "running", "successful", "failed", "canceled"]},
             "changed": {"type": "integer"}, "error": {"type": "string"}, "result": {"type": "string"}}},
         "Run": {"type": "object", "properties": {
             "id": {"type": "string"}, "name": {"type": "string"},
             "agent": {"type": "string", "description": "host:port the run was forwarded to"},
             "domain": {"type": "string", "description": "the domain that agent runs in, empty for the configured URL"},
+            "host": {"type": "string", "description": "the host that domain is on"},
             "state": {"enum": ["forwarded", "receiving", "running", "complete", "failed", "superseded"]},
             "algorithm": {"type": "string"}, "datasets": {"type": "array", "items": {"type": "string"}},
             "error": {"type": "string"}, "result_bytes": {"type": ["integer", "null"]},

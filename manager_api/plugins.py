@@ -13,7 +13,7 @@ import bottle
 
 from manager_api.agent_client import AgentError
 from manager_api.domain_view import LibvirtUnavailable
-from manager_api.errors import Busy, Conflict, RequestError, check_text
+from manager_api.errors import Busy, Conflict, HostUnavailable, NoRoom, RequestError, check_text
 
 log = logging.getLogger("manager_api.http")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -125,6 +125,12 @@ class JsonErrorPlugin:
                 resp = json_response(503, error_body(503, str(exc)))
                 resp.set_header("Retry-After", str(exc.retry_after))
                 return resp
+            except HostUnavailable as exc:
+                resp = json_response(503, error_body(503, str(exc), host=exc.host))
+                resp.set_header("Retry-After", str(exc.retry_after))
+                return resp
+            except NoRoom as exc:
+                return json_response(503, error_body(503, str(exc)))
             except ApiError as exc:
                 return json_response(exc.status, error_body(exc.status, str(exc), **exc.extra))
             except AgentError as exc:

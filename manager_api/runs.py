@@ -63,6 +63,7 @@ class Run:
     agent: str
     domain: str
     ttl: int
+    host: str = ""  # the inventory host the domain is on ("" for the configured agent URL)
     state: str = FORWARDED
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
@@ -74,20 +75,23 @@ class Run:
     losses: int = 0  # the agent connection's losses when the run was last known held (AgentClient.losses)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "agent": self.agent, "domain": self.domain, "ttl": self.ttl,
+        return {"id": self.id, "name": self.name, "agent": self.agent, "domain": self.domain, "host": self.host,
+                "ttl": self.ttl,
                 "state": self.state, "created_at": self.created_at, "updated_at": self.updated_at,
                 "algorithm": self.algorithm, "datasets": list(self.datasets), "error": self.error,
                 "result_bytes": self.result_bytes, "superseded_by": self.superseded_by}
 
 
 class RunService:
-    """What HTTP and gRPC both call. `locate(domain)` answers (agent address, domain name) for a new run."""
+    """What HTTP and gRPC both call. `locate(domain)` answers (agent address, domain name, host) for a new run;
+    `check_host(host)` raises HostUnavailable (503 naming it) before a call to an agent on an unreachable host."""
 
-    def __init__(self, agents: AgentPool, locate: Callable[[str | None], tuple[str, str]],
-                 gate: Gate | None = None) -> None:
+    def __init__(self, agents: AgentPool, locate: Callable[[str | None], tuple[str, str, str]],
+                 gate: Gate | None = None, check_host: Callable[[str], None] | None = None) -> None:
         self.agents = agents
         self.locate = locate
         self.gate = gate or Gate("agent calls", 1000, 5)
+        self.check_host = check_host or (lambda host: None)
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._latest: dict[str, str] = {}  # agent address -> id of the run it holds
@@ -99,9 +103,11 @@ class RunService:
         schemas.validate(schemas.RUN, fields)
         if require_positive_ttl and int(fields.get("ttl") or 0) <= 0:
             raise RequestError("ttl", "must be greater than 0")
-        address, domain = self.locate(fields.get("domain") or None)
+        address, domain, host = self.locate(fields.get("domain") or None)
+        if host:
+            self.check_host(host)
         run = Run(id=str(uuid.uuid4()), name=fields["name"], agent=address, domain=domain,
-                  ttl=int(fields.get("ttl") or 0))
+                  ttl=int(fields.get("ttl") or 0), host=host)
         payload = json.dumps(build_computation(fields, run.id), separators=(",", ":")).encode()
         # Forwarding and recording happen under the address's lock, so "latest" is what the agent really holds.
         client = self.agents.get(address)
@@ -163,12 +169,15 @@ class RunService:
         return file
 
     def _usable(self, run_id: str) -> Run:
+        """The run, if calls for it may go to its agent: not superseded, not lost, its host reachable."""
         run = self.get(run_id)
         if run.state == FAILED and run.error.startswith(AGENT_RESTARTED):
             raise RequestError("id", run.error, status=409)
         if run.state == SUPERSEDED:
             raise RequestError("id", f"run {run_id} was replaced on agent {run.agent} by run {run.superseded_by}; "
                                      "the agent holds one computation at a time", status=409)
+        if run.host:
+            self.check_host(run.host)
         return run
 
     def _check_restart(self, run: Run, losses: int, exc: AgentError) -> None:

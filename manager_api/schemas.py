@@ -32,7 +32,13 @@ RUN = {
 
 DOMAIN = {
     "type": "object",
-    "properties": {"pool": {"type": "string"}, "volume": {"type": "string"}, "domain": {"type": "string"}},
+    "properties": {
+        "pool": {"type": "string"}, "volume": {"type": "string"}, "domain": {"type": "string"},
+        # Our additions: the inventory host to place the domain on (else the manager chooses), and seconds after
+        # which the manager removes the domain again (manager_api/placement.py).
+        "host": {"type": "string", "minLength": 1, "maxLength": 100},
+        "ttl": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    },
 }
 
 _VALIDATORS = {id(s): jsonschema.Draft202012Validator(s) for s in (RUN, DOMAIN)}

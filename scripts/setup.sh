@@ -12,7 +12,8 @@ PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvi
           # tests/integration/test_convergence_corpus.py: domain definitions from virt-install --print-xml
           # (its osinfo data comes as a hard dependency), UEFI firmware for its firmware=efi variants and
           # swtpm for its emulated TPMs: without the last two libvirt cannot start those guests.
-          virtinst ovmf swtpm swtpm-tools)
+          virtinst ovmf swtpm swtpm-tools
+          openssh-server python3-libvirt) # scripts/fleet.sh: each test hypervisor's sshd; the modules' Python there
 
 log() { printf 'setup: %s\n' "$*"; }
 

@@ -220,6 +220,34 @@ def to_text(root: ET.Element) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
+def set_host_forward(root: ET.Element, guest_port: int, host_address: str, host_port: int) -> bool:
+    """Point the first TCP forward to guest_port of QEMU user networking at host_address:host_port, in place.
+
+    The guest side of the rule is kept as written; other forwards and options are untouched. Returns whether the
+    definition changed (False also when it has no such forward). Rule syntax: QEMU's `hostfwd=[tcp|udp]:[hostaddr]:
+    hostport-[guestaddr]:guestport` (qemu-system `-netdev user`).
+    """
+    for arg in _user_netdev_args(root):
+        parts = arg.get("value", "").split(",")
+        for index, part in enumerate(parts):
+            fwd = _parse_hostfwd(part[len("hostfwd="):]) if part.startswith("hostfwd=") else None
+            if fwd is None or fwd["protocol"] != "tcp" or fwd["guest_port"] != guest_port:
+                continue
+            guest_side = part.split("-", 1)[1]
+            parts[index] = f"hostfwd=tcp:{host_address}:{int(host_port)}-{guest_side}"
+            changed = parts[index] != part
+            arg.set("value", ",".join(parts))
+            return changed
+    return False
+
+
+def _user_netdev_args(root: ET.Element) -> list[ET.Element]:
+    """The <qemu:arg> elements holding a `-netdev user,...` or `-nic user,...` value, in order."""
+    args = root.findall(f"{QEMU_COMMANDLINE}/{QEMU_ARG}")
+    return [value for flag, value in zip(args, args[1:], strict=False)
+            if flag.get("value") in ("-netdev", "-nic") and value.get("value", "").startswith("user")]
+
+
 # ---- facts read back from XML ------------------------------------------------------------------
 
 

@@ -106,6 +106,9 @@ def start_manager(setting: Setting, timeout: float = 30) -> ManagerProcess:
         # The XML policy pointed at this setting's directory: pool under it, the ISO in iso/, the console in log/.
         "CC_MANAGER_STORAGE_ROOTS": str(work), "CC_MANAGER_ISO_ROOTS": str(work / "iso"),
         "CC_MANAGER_LOG_DIR": str(work / "log"), "CC_MANAGER_STATE_DIR": str(work / "state"),
+        # The agent forward's port is the manager's to allocate from its range: a one-port range of the setting's
+        # free port keeps it where the setting (and its checks) expect it.
+        "CC_MANAGER_AGENT_PORT_RANGE": f"{setting.port}-{setting.port}",
     }, timeout)
 
 

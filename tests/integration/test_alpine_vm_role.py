@@ -23,6 +23,7 @@ GUEST_ISO = ROOT / "build" / "guest" / "cocos-guest.iso"
 AREA = Path("/var/lib/cocos-test/roles")
 NAME = "ctest-dom-roles"
 POOL = "ctest-pool-roles"
+ISO_POOL = "ctest-pool-roles-iso"
 PLAYBOOK = """\
 - name: alpine_vm alone
   hosts: localhost
@@ -58,6 +59,7 @@ def role(tmp_path_factory):
         "alpine_vm_name": NAME,
         "alpine_vm_pool_name": POOL,
         "alpine_vm_pool_path": str(AREA / "img"),
+        "alpine_vm_iso_pool_name": ISO_POOL,
         "alpine_vm_iso_dir": str(AREA / "iso"),
         "alpine_vm_iso_url": f"file://{iso}",
         "alpine_vm_iso_checksum": f"sha256:{digest}",
@@ -98,7 +100,7 @@ def test_converge_boots_and_rerun_changes_nothing(role):
     run, base = role
     rc, out, recap = run()
     assert rc == 0, out[-4000:]
-    assert recap["changed"] >= 3  # ISO, pool, volume, domain (the ISO may remain from an earlier run)
+    assert recap["changed"] >= 3  # pools, ISO upload, volume, domain (the ISO may remain from an earlier run)
     assert virsh("domstate", NAME).stdout.strip() == "running"
     xml = virsh("dumpxml", NAME).stdout
     assert "<domain type='qemu'" in xml
@@ -106,6 +108,10 @@ def test_converge_boots_and_rerun_changes_nothing(role):
     assert f"hostfwd=tcp:127.0.0.1:{port}-:7002" in xml
     assert re.search(r"<boot dev='cdrom'/>\s*<boot dev='hd'/>", xml)
     assert str(AREA / "iso" / "ctest-apkovl.iso") in xml
+    # The ISO reached its pool through libvirt's stream API, byte for byte.
+    iso_volume = AREA / "iso" / "cocos-guest.iso"
+    assert virsh("vol-path", "--pool", ISO_POOL, "cocos-guest.iso").stdout.strip() == str(iso_volume)
+    assert base["alpine_vm_iso_checksum"] == "sha256:" + hashlib.sha256(iso_volume.read_bytes()).hexdigest()
     assert "COCOS-GUEST-READY" in Path(base["alpine_vm_console_log"]).read_text(errors="replace")
     rc, out, recap = run()
     assert rc == 0 and recap["changed"] == 0, out[-4000:]
@@ -129,6 +135,8 @@ def test_absent_removes_domain_volume_and_pool(role):
     assert rc == 0 and recap["changed"] >= 3, out[-4000:]
     assert virsh("dominfo", NAME).returncode != 0
     assert virsh("pool-info", POOL).returncode != 0
+    assert virsh("pool-info", ISO_POOL).returncode != 0
+    assert (AREA / "iso" / "cocos-guest.iso").exists()  # the ISO stays, only its pool's definition goes
     assert not (AREA / "img" / "boot.img").exists()
     assert not Path(base["alpine_vm_console_log"]).exists()
     assert not (AREA / "iso" / "ctest.apkovl.tar.gz").exists()

@@ -109,7 +109,7 @@ def test_5_out_of_order_calls_are_409(loop):
 
 def test_6_delete_leaves_nothing(loop):
     setting, _, client = loop
-    assert client.delete_domain(setting.domain) == {"name": setting.domain, "deleted": True}
+    assert client.delete_domain(setting.domain) == {"name": setting.domain, "host": "localhost", "deleted": True}
     assert expect_error(client.domain, setting.domain).status == 404
     assert e2e.leftovers(setting) == []
     assert not e2e.port_open(setting.port), "the agent forward still accepts connections"

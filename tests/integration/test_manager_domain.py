@@ -127,7 +127,8 @@ def test_readme_domain_command_verbatim(env):
                .replace("<path/to/dom.xml>", str(xml_dir / "dom.xml")))
     status, headers, body = curl_shell(command, timeout=300)
     assert status == 200, body
-    assert headers["content-type"] == "application/json" and json.loads(body) == {"name": names["domain"]}
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"name": names["domain"], "host": "localhost"}  # the inventory's one host
     state = libvirt_state(names)
     assert state["domains"] == [names["domain"]] and state["running"] and state["volumes"] == [names["volume"]]
     assert jobs_for(mgr, names["domain"])[-1].changed >= 3  # pool, volume, domain were all created
@@ -136,7 +137,7 @@ def test_readme_domain_command_verbatim(env):
 def test_repeat_reuses_the_domain_without_change(env):
     mgr, names, _ = env
     status, _, body = request("POST", mgr.base + "/domain", {"pool": "", "volume": "", "domain": ""}, timeout=300)
-    assert status == 200 and body == {"name": names["domain"]}
+    assert status == 200 and body == {"name": names["domain"], "host": "localhost"}
     assert jobs_for(mgr, names["domain"])[-1].changed == 0
 
 
@@ -215,7 +216,8 @@ def test_grpc_create_domain_and_async_watch(env):
         reply = manager_pb2_grpc.ManagerServiceStub(chan).CreateDomain(manager_pb2.CreateDomainRequest(), timeout=300)
         assert reply.name == names["domain"]
         v1 = manager_v1_pb2_grpc.ManagerServiceStub(chan)
-        job = v1.CreateDomainAsync(manager_pb2.CreateDomainRequest(domain="dom.xml"), timeout=30)
+        job = v1.CreateDomainAsync(manager_v1_pb2.CreateDomainRequest(domain="dom.xml", host="localhost"), timeout=30)
+        assert job.host == "localhost"
         events = list(v1.WatchJob(manager_v1_pb2.WatchJobRequest(id=job.id), timeout=300))
         assert events[-1].state == manager_v1_pb2.JOB_STATE_SUCCESSFUL
         assert any(e.type == "playbook_on_task_start" for e in events)
@@ -224,7 +226,7 @@ def test_grpc_create_domain_and_async_watch(env):
 def test_delete_then_parallel_creates_converge_once(env):
     mgr, names, _ = env
     status, _, body = request("DELETE", f"{mgr.base}/domains/{names['domain']}", timeout=300)
-    assert status == 200 and body == {"name": names["domain"], "deleted": True}
+    assert status == 200 and body == {"name": names["domain"], "host": "localhost", "deleted": True}
     state = libvirt_state(names)
     assert state["domains"] == [] and state["volumes"] == []
     assert request("DELETE", f"{mgr.base}/domains/{names['domain']}")[0] == 404

@@ -224,7 +224,7 @@ def test_a_different_definition_for_a_busy_domain_is_409_an_identical_one_joins(
         assert status == 409 and other["job_id"] == first["id"] and "different definition" in other["error"]
         (path / "release").touch()
         status, _, body = request("POST", mgr.base + "/domain", {"domain": "dom.xml"}, timeout=300)
-        assert status == 200 and body == {"name": names["domain"]}
+        assert status == 200 and body == {"name": names["domain"], "host": "localhost"}
         _, _, done = request("GET", f"{mgr.base}/jobs/{first['id']}")
         assert done["state"] == "successful"
         # Once the first job is over, the other definition is applied by a job of its own.

@@ -146,9 +146,9 @@ def test_bearer_token_required_except_health(agent):
 
 
 def test_unexpected_error_is_json_500_without_traceback(manager, monkeypatch):
-    def broken(uri):
+    def broken(conn):
         raise ValueError("internal detail that must stay in the log")
-    monkeypatch.setattr("manager_api.app.domain_view.list_domains", broken)
+    monkeypatch.setattr("manager_api.domains.domain_view.list_domains", broken)
     status, headers, body = request("GET", manager.base + "/domains")
     assert status == 500 and headers["Content-Type"] == "application/json"
     assert "internal detail" not in json.dumps(body) and "Traceback" not in json.dumps(body)

@@ -139,6 +139,26 @@ def test_forwarded_ports_from_raw_manager_xml():
         {"host_address": "127.0.0.1", "host_port": 7020, "guest_port": 7002, "protocol": "tcp"}]
 
 
+def _user_netdev_domain(netdev: str) -> ET.Element:
+    return ET.fromstring(f"<domain xmlns:qemu='{domain_compare.QEMU_NS}'><name>d</name><qemu:commandline>"
+                         f"<qemu:arg value='-netdev'/><qemu:arg value='{netdev}'/>"
+                         "<qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,netdev=n0'/>"
+                         "</qemu:commandline></domain>")
+
+
+def test_the_agent_forward_is_rewritten_and_nothing_else():
+    root = _user_netdev_domain(
+        "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:7020-10.0.2.15:7002,restrict=on")
+    assert domain_xml.set_host_forward(root, 7002, "127.0.0.22", 6101)
+    assert domain_xml.forwarded_ports(root) == [
+        {"host_address": "127.0.0.1", "host_port": 2222, "guest_port": 22, "protocol": "tcp"},
+        {"host_address": "127.0.0.22", "host_port": 6101, "guest_port": 7002, "protocol": "tcp"}]
+    assert "-10.0.2.15:7002,restrict=on" in domain_xml.to_text(root)
+    assert not domain_xml.set_host_forward(root, 7002, "127.0.0.22", 6101)  # already so: unchanged
+    udp_only = _user_netdev_domain("user,id=n0,hostfwd=udp::7002-:7002")
+    assert not domain_xml.set_host_forward(udp_only, 7002, "127.0.0.1", 6100)  # no TCP forward to rewrite
+
+
 # ---- comparison --------------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ def test_newest_successful_create_first():
         job, _ = store.submit(kind, name, lambda job: None)
         job.set_state(state)
         job.finished_at = finished
-    assert AgentLocator(Config(), store)._created_newest_first() == ["new", "old"]
+    assert AgentLocator(Config(), store, None)._created_newest_first() == ["new", "old"]
 
 
 def test_agent_codes_keep_their_meaning_over_http():

@@ -1,0 +1,181 @@
+#!/usr/bin/python
+"""Ansible module libvirt_host_info: everything the libvirt_host role checks on a host, read in one call.
+
+It lives in the role (not in library/) because only this role asks these questions; it needs nothing but
+the standard library, so it runs under any Python the host has, before libvirt-python is installed.
+"""
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+---
+module: libvirt_host_info
+short_description: Read which packages, daemons, users, directories and KVM devices a libvirt host has
+description:
+  - Read-only. One call answers what the libvirt_host role would otherwise ask with one task each (a package
+    manager transaction, pgrep, getent, a stat per directory, a find for the KVM modules), so a converged
+    host costs one module run and the role's changing tasks run only for what is missing.
+  - Installed packages are read with C(dpkg-query) (Debian family) or C(rpm) (RedHat family), which is what
+    C(ansible.builtin.package) would find installed, without opening the package manager's cache.
+options:
+  packages:
+    description: Package names to look up; those not installed are returned in RV(missing_packages).
+    type: list
+    elements: str
+    default: []
+  processes:
+    description: Process names (as in C(/proc/PID/comm), like C(pgrep --exact)); those running are returned.
+    type: list
+    elements: str
+    default: []
+  paths:
+    description: Paths to stat (symlinks followed).
+    type: list
+    elements: path
+    default: []
+  users:
+    description: User names whose existence and groups to read.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+author:
+  - Cocos AI Manager developers
+"""
+
+EXAMPLES = r"""
+- name: Probe the host
+  libvirt_host_info:
+    packages: [libvirt-daemon-system, qemu-system-x86]
+    processes: [virtlogd, libvirtd]
+    paths: [/var/lib/cocos/img, /dev/kvm]
+    users: [libvirt-qemu]
+  register: probe
+"""
+
+RETURN = r"""
+missing_packages:
+  description: The requested packages that are not installed, in request order.
+  returned: always
+  type: list
+  elements: str
+running:
+  description: The requested process names that have at least one running process.
+  returned: always
+  type: list
+  elements: str
+paths:
+  description: Per requested path, C(exists), and when it exists C(isdir), C(mode) (octal string), C(owner), C(group).
+  returned: always
+  type: dict
+  sample: {/var/lib/cocos/img: {exists: true, isdir: true, mode: "0755", owner: root, group: root}}
+users:
+  description: Per requested user, C(exists) and C(groups) (supplementary and primary group names).
+  returned: always
+  type: dict
+kvm:
+  description: C(kvm) (/dev/kvm exists) and which of the kvm_intel, kvm_amd, kvm_pvm kernel modules are loaded.
+  returned: always
+  type: dict
+  sample: {kvm: true, kvm_intel: false, kvm_amd: false, kvm_pvm: true}
+"""
+
+
+def missing_packages(module: AnsibleModule, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    if shutil.which("dpkg-query"):
+        _, out, _ = module.run_command(["dpkg-query", "-W", "-f=${Package}\t${db:Status-Abbrev}\n", *names])
+        installed = {line.split("\t")[0].split(":")[0] for line in out.splitlines()
+                     if line.split("\t")[-1].startswith("ii")}
+    elif shutil.which("rpm"):
+        _, out, _ = module.run_command(["rpm", "-q", "--qf", "%{NAME}\n", *names])
+        installed = {line.strip() for line in out.splitlines() if " " not in line.strip()}
+    else:
+        module.fail_json(msg="neither dpkg-query nor rpm found: cannot tell which packages are installed")
+    return [name for name in names if name not in installed]
+
+
+def running(names: list[str]) -> list[str]:
+    found = set()
+    wanted = set(names)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+                comm = handle.read().strip()
+        except OSError:
+            continue  # the process ended while we looked
+        if comm in wanted:
+            found.add(comm)
+    return [name for name in names if name in found]
+
+
+def path_info(path: str) -> dict:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"exists": False}
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"exists": True, "isdir": stat.S_ISDIR(st.st_mode), "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+            "owner": owner, "group": group}
+
+
+def user_info(name: str) -> dict:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return {"exists": False, "groups": []}
+    groups = {g.gr_name for g in grp.getgrall() if name in g.gr_mem}
+    try:
+        groups.add(grp.getgrgid(entry.pw_gid).gr_name)
+    except KeyError:
+        pass
+    return {"exists": True, "groups": sorted(groups)}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "processes": {"type": "list", "elements": "str", "default": []},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "users": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    module.exit_json(
+        changed=False,
+        missing_packages=missing_packages(module, params["packages"]),
+        running=running(params["processes"]),
+        paths={path: path_info(path) for path in params["paths"]},
+        users={name: user_info(name) for name in params["users"]},
+        kvm={"kvm": os.path.exists("/dev/kvm"),
+             **{mod: os.path.isdir(f"/sys/module/{mod}") for mod in ("kvm_intel", "kvm_amd", "kvm_pvm")}},
+    )
+
+
+if __name__ == "__main__":
+    main()

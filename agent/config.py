@@ -34,6 +34,8 @@ class AgentConfig:
     stderr_tail_bytes: int = 1024
     sev_device: str = "/dev/sev-guest"
     tdx_device: str = "/dev/tdx_guest"
+    # tpm2-tools TCTI of the TPM that measures computations: "" finds /dev/tpmrm0 or /dev/tpm0, "none" disables.
+    tpm_tcti: str = ""
     grace_seconds: float = 5.0
 
 
@@ -83,4 +85,5 @@ def load(env: Mapping[str, str] | None = None) -> AgentConfig:
         max_upload_bytes=_int(env, "AGENT_MAX_UPLOAD_BYTES", 64 * MIB, 1),
         sev_device=env.get("AGENT_SEV_GUEST_DEVICE", "").strip() or "/dev/sev-guest",
         tdx_device=env.get("AGENT_TDX_GUEST_DEVICE", "").strip() or "/dev/tdx_guest",
+        tpm_tcti=env.get("AGENT_TPM_TCTI", "").strip(),
     )

@@ -8,7 +8,8 @@ ROOT=$PWD
 # Debian packages the host needs: the hypervisor, its clients, and what the guest image builder uses.
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           dnsmasq-base mmdebstrap cpio xorriso busybox-static python3-venv
-          isolinux syslinux-common zstd)  # guest/: BIOS boot loader for the ISO, initramfs compression
+          isolinux syslinux-common zstd  # guest/: BIOS boot loader for the ISO, initramfs compression
+          swtpm swtpm-tools tpm2-tools)  # vTPM: libvirt's emulated TPM, the agent's TPM code tested on a software TPM
 
 log() { printf 'setup: %s\n' "$*"; }
 

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from cocos_pb import manager_pb2 as cocos__pb_dot_manager__pb2
+from cocos_pb import agent_v1_pb2 as cocos__pb_dot_agent__v1__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ocos_pb/manager_v1.proto\x12\x10\x63ocos.manager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63ocos_pb/manager.proto\"\xcc\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hanged\x18\x08 \x01(\x05\x12\n\n\x02ok\x18\t \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\n \x01(\x05\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x0e\n\x06result\x18\x0c \x01(\t\x12\x13\n\x0b\x65vent_count\x18\r \x01(\x05\"\xd8\x01\n\x08JobEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x06 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x0f\n\x07message\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05state\x18\n \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\"^\n\rForwardedPort\x12\x14\n\x0chost_address\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\x05\x12\x12\n\nguest_port\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\"m\n\x06\x44omain\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x38\n\x0f\x66orwarded_ports\x18\x04 \x03(\x0b\x32\x1f.cocos.manager.v1.ForwardedPort\"#\n\x13\x44\x65leteDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListDomainsRequest\"@\n\x13ListDomainsResponse\x12)\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x18.cocos.manager.v1.Domain\" \n\x10GetDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x11\n\x0fListJobsRequest\"7\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.cocos.manager.v1.Job\"0\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x10\x43reateRunRequest\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.manager_proto.RunRequest\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\"\xcd\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\x05\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.cocos.manager.v1.RunState\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\talgorithm\x18\t \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\n \x03(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x19\n\x0cresult_bytes\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rsuperseded_by\x18\r \x01(\tB\x0f\n\r_result_bytes\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x0bUploadChunk\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"=\n\x0bUploadReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x03run\x18\x02 \x01(\x0b\x32\x15.cocos.manager.v1.Run\"\x1b\n\x0bResultChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x18\n\x14JOB_STATE_SUCCESSFUL\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x16\n\x12JOB_STATE_CANCELED\x10\x05*\xb6\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATE_FORWARDED\x10\x01\x12\x17\n\x13RUN_STATE_RECEIVING\x10\x02\x12\x15\n\x11RUN_STATE_RUNNING\x10\x03\x12\x16\n\x12RUN_STATE_COMPLETE\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x12\x18\n\x14RUN_STATE_SUPERSEDED\x10\x06\x32\x96\x08\n\x0eManagerService\x12P\n\x11\x43reateDomainAsync\x12\".manager_proto.CreateDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12N\n\x0c\x44\x65leteDomain\x12%.cocos.manager.v1.DeleteDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12\\\n\x0bListDomains\x12$.cocos.manager.v1.ListDomainsRequest\x1a%.cocos.manager.v1.ListDomainsResponse\"\x00\x12K\n\tGetDomain\x12\".cocos.manager.v1.GetDomainRequest\x1a\x18.cocos.manager.v1.Domain\"\x00\x12\x42\n\x06GetJob\x12\x1f.cocos.manager.v1.GetJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12S\n\x08ListJobs\x12!.cocos.manager.v1.ListJobsRequest\x1a\".cocos.manager.v1.ListJobsResponse\"\x00\x12M\n\x08WatchJob\x12!.cocos.manager.v1.WatchJobRequest\x1a\x1a.cocos.manager.v1.JobEvent\"\x00\x30\x01\x12H\n\tCancelJob\x12\".cocos.manager.v1.CancelJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12H\n\tCreateRun\x12\".cocos.manager.v1.CreateRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12\x42\n\x06GetRun\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12S\n\x0fUploadAlgorithm\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12Q\n\rUploadDataset\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12O\n\tGetResult\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x1d.cocos.manager.v1.ResultChunk\"\x00\x30\x01\x42\rZ\x0b./managerv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ocos_pb/manager_v1.proto\x12\x10\x63ocos.manager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63ocos_pb/manager.proto\x1a\x17\x63ocos_pb/agent_v1.proto\"\xcc\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hanged\x18\x08 \x01(\x05\x12\n\n\x02ok\x18\t \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\n \x01(\x05\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x0e\n\x06result\x18\x0c \x01(\t\x12\x13\n\x0b\x65vent_count\x18\r \x01(\x05\"\xd8\x01\n\x08JobEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x06 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x0f\n\x07message\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05state\x18\n \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\"^\n\rForwardedPort\x12\x14\n\x0chost_address\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\x05\x12\x12\n\nguest_port\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\"m\n\x06\x44omain\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x38\n\x0f\x66orwarded_ports\x18\x04 \x03(\x0b\x32\x1f.cocos.manager.v1.ForwardedPort\"#\n\x13\x44\x65leteDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListDomainsRequest\"@\n\x13ListDomainsResponse\x12)\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x18.cocos.manager.v1.Domain\" \n\x10GetDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x11\n\x0fListJobsRequest\"7\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.cocos.manager.v1.Job\"0\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x10\x43reateRunRequest\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.manager_proto.RunRequest\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\"\xcd\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\x05\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.cocos.manager.v1.RunState\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\talgorithm\x18\t \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\n \x03(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x19\n\x0cresult_bytes\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rsuperseded_by\x18\r \x01(\tB\x0f\n\r_result_bytes\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x0bUploadChunk\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"=\n\x0bUploadReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x03run\x18\x02 \x01(\x0b\x32\x15.cocos.manager.v1.Run\"\x1b\n\x0bResultChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"1\n\x10\x41ttestRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"<\n\x10\x41ttestationCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc4\x02\n\x0eRunAttestation\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x19\n\x11nonce_from_client\x18\x04 \x01(\x08\x12\x32\n\x06\x63hecks\x18\x05 \x03(\x0b\x32\".cocos.manager.v1.AttestationCheck\x12\x14\n\x0c\x65xpected_pcr\x18\x06 \x01(\r\x12\x1a\n\x12\x65xpected_pcr_value\x18\x07 \x01(\x0c\x12:\n\x15\x65xpected_measurements\x18\x08 \x03(\x0b\x32\x1b.cocos.agent.v1.Measurement\x12+\n\x08\x65vidence\x18\t \x01(\x0b\x32\x19.cocos.agent.v1.VtpmQuote\x12\x17\n\x0fnot_established\x18\n \x03(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x18\n\x14JOB_STATE_SUCCESSFUL\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x16\n\x12JOB_STATE_CANCELED\x10\x05*\xb6\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATE_FORWARDED\x10\x01\x12\x17\n\x13RUN_STATE_RECEIVING\x10\x02\x12\x15\n\x11RUN_STATE_RUNNING\x10\x03\x12\x16\n\x12RUN_STATE_COMPLETE\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x12\x18\n\x14RUN_STATE_SUPERSEDED\x10\x06\x32\xeb\x08\n\x0eManagerService\x12P\n\x11\x43reateDomainAsync\x12\".manager_proto.CreateDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12N\n\x0c\x44\x65leteDomain\x12%.cocos.manager.v1.DeleteDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12\\\n\x0bListDomains\x12$.cocos.manager.v1.ListDomainsRequest\x1a%.cocos.manager.v1.ListDomainsResponse\"\x00\x12K\n\tGetDomain\x12\".cocos.manager.v1.GetDomainRequest\x1a\x18.cocos.manager.v1.Domain\"\x00\x12\x42\n\x06GetJob\x12\x1f.cocos.manager.v1.GetJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12S\n\x08ListJobs\x12!.cocos.manager.v1.ListJobsRequest\x1a\".cocos.manager.v1.ListJobsResponse\"\x00\x12M\n\x08WatchJob\x12!.cocos.manager.v1.WatchJobRequest\x1a\x1a.cocos.manager.v1.JobEvent\"\x00\x30\x01\x12H\n\tCancelJob\x12\".cocos.manager.v1.CancelJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12H\n\tCreateRun\x12\".cocos.manager.v1.CreateRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12\x42\n\x06GetRun\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12S\n\x0fUploadAlgorithm\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12Q\n\rUploadDataset\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12O\n\tGetResult\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x1d.cocos.manager.v1.ResultChunk\"\x00\x30\x01\x12S\n\tAttestRun\x12\".cocos.manager.v1.AttestRunRequest\x1a .cocos.manager.v1.RunAttestation\"\x00\x42\rZ\x0b./managerv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,48 +35,54 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cocos_pb.manager_v1_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\013./managerv1'
-  _globals['_JOBSTATE']._serialized_start=1790
-  _globals['_JOBSTATE']._serialized_end=1944
-  _globals['_RUNSTATE']._serialized_start=1947
-  _globals['_RUNSTATE']._serialized_end=2129
-  _globals['_JOB']._serialized_start=105
-  _globals['_JOB']._serialized_end=437
-  _globals['_JOBEVENT']._serialized_start=440
-  _globals['_JOBEVENT']._serialized_end=656
-  _globals['_FORWARDEDPORT']._serialized_start=658
-  _globals['_FORWARDEDPORT']._serialized_end=752
-  _globals['_DOMAIN']._serialized_start=754
-  _globals['_DOMAIN']._serialized_end=863
-  _globals['_DELETEDOMAINREQUEST']._serialized_start=865
-  _globals['_DELETEDOMAINREQUEST']._serialized_end=900
-  _globals['_LISTDOMAINSREQUEST']._serialized_start=902
-  _globals['_LISTDOMAINSREQUEST']._serialized_end=922
-  _globals['_LISTDOMAINSRESPONSE']._serialized_start=924
-  _globals['_LISTDOMAINSRESPONSE']._serialized_end=988
-  _globals['_GETDOMAINREQUEST']._serialized_start=990
-  _globals['_GETDOMAINREQUEST']._serialized_end=1022
-  _globals['_GETJOBREQUEST']._serialized_start=1024
-  _globals['_GETJOBREQUEST']._serialized_end=1051
-  _globals['_LISTJOBSREQUEST']._serialized_start=1053
-  _globals['_LISTJOBSREQUEST']._serialized_end=1070
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1072
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1127
-  _globals['_WATCHJOBREQUEST']._serialized_start=1129
-  _globals['_WATCHJOBREQUEST']._serialized_end=1177
-  _globals['_CANCELJOBREQUEST']._serialized_start=1179
-  _globals['_CANCELJOBREQUEST']._serialized_end=1209
-  _globals['_CREATERUNREQUEST']._serialized_start=1211
-  _globals['_CREATERUNREQUEST']._serialized_end=1285
-  _globals['_RUN']._serialized_start=1288
-  _globals['_RUN']._serialized_end=1621
-  _globals['_GETRUNREQUEST']._serialized_start=1623
-  _globals['_GETRUNREQUEST']._serialized_end=1650
-  _globals['_UPLOADCHUNK']._serialized_start=1652
-  _globals['_UPLOADCHUNK']._serialized_end=1695
-  _globals['_UPLOADREPLY']._serialized_start=1697
-  _globals['_UPLOADREPLY']._serialized_end=1758
-  _globals['_RESULTCHUNK']._serialized_start=1760
-  _globals['_RESULTCHUNK']._serialized_end=1787
-  _globals['_MANAGERSERVICE']._serialized_start=2132
-  _globals['_MANAGERSERVICE']._serialized_end=3178
+  _globals['_JOBSTATE']._serialized_start=2255
+  _globals['_JOBSTATE']._serialized_end=2409
+  _globals['_RUNSTATE']._serialized_start=2412
+  _globals['_RUNSTATE']._serialized_end=2594
+  _globals['_JOB']._serialized_start=130
+  _globals['_JOB']._serialized_end=462
+  _globals['_JOBEVENT']._serialized_start=465
+  _globals['_JOBEVENT']._serialized_end=681
+  _globals['_FORWARDEDPORT']._serialized_start=683
+  _globals['_FORWARDEDPORT']._serialized_end=777
+  _globals['_DOMAIN']._serialized_start=779
+  _globals['_DOMAIN']._serialized_end=888
+  _globals['_DELETEDOMAINREQUEST']._serialized_start=890
+  _globals['_DELETEDOMAINREQUEST']._serialized_end=925
+  _globals['_LISTDOMAINSREQUEST']._serialized_start=927
+  _globals['_LISTDOMAINSREQUEST']._serialized_end=947
+  _globals['_LISTDOMAINSRESPONSE']._serialized_start=949
+  _globals['_LISTDOMAINSRESPONSE']._serialized_end=1013
+  _globals['_GETDOMAINREQUEST']._serialized_start=1015
+  _globals['_GETDOMAINREQUEST']._serialized_end=1047
+  _globals['_GETJOBREQUEST']._serialized_start=1049
+  _globals['_GETJOBREQUEST']._serialized_end=1076
+  _globals['_LISTJOBSREQUEST']._serialized_start=1078
+  _globals['_LISTJOBSREQUEST']._serialized_end=1095
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1097
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1152
+  _globals['_WATCHJOBREQUEST']._serialized_start=1154
+  _globals['_WATCHJOBREQUEST']._serialized_end=1202
+  _globals['_CANCELJOBREQUEST']._serialized_start=1204
+  _globals['_CANCELJOBREQUEST']._serialized_end=1234
+  _globals['_CREATERUNREQUEST']._serialized_start=1236
+  _globals['_CREATERUNREQUEST']._serialized_end=1310
+  _globals['_RUN']._serialized_start=1313
+  _globals['_RUN']._serialized_end=1646
+  _globals['_GETRUNREQUEST']._serialized_start=1648
+  _globals['_GETRUNREQUEST']._serialized_end=1675
+  _globals['_UPLOADCHUNK']._serialized_start=1677
+  _globals['_UPLOADCHUNK']._serialized_end=1720
+  _globals['_UPLOADREPLY']._serialized_start=1722
+  _globals['_UPLOADREPLY']._serialized_end=1783
+  _globals['_RESULTCHUNK']._serialized_start=1785
+  _globals['_RESULTCHUNK']._serialized_end=1812
+  _globals['_ATTESTRUNREQUEST']._serialized_start=1814
+  _globals['_ATTESTRUNREQUEST']._serialized_end=1863
+  _globals['_ATTESTATIONCHECK']._serialized_start=1865
+  _globals['_ATTESTATIONCHECK']._serialized_end=1925
+  _globals['_RUNATTESTATION']._serialized_start=1928
+  _globals['_RUNATTESTATION']._serialized_end=2252
+  _globals['_MANAGERSERVICE']._serialized_start=2597
+  _globals['_MANAGERSERVICE']._serialized_end=3728
 # @@protoc_insertion_point(module_scope)

@@ -100,6 +100,11 @@ class ManagerServiceStub:
                 request_serializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=cocos__pb_dot_manager__v1__pb2.ResultChunk.FromString,
                 _registered_method=True)
+        self.AttestRun = channel.unary_unary(
+                '/cocos.manager.v1.ManagerService/AttestRun',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.AttestRunRequest.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.RunAttestation.FromString,
+                _registered_method=True)
 
 
 class ManagerServiceServicer:
@@ -194,6 +199,15 @@ class ManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttestRun(self, request, context):
+        """The run's agent quotes its TPM with a fresh nonce (the request's, or 32 random bytes the manager draws) and the
+        manager verifies the quote: OK whatever the verdict (see `verified` and `checks`). FAILED_PRECONDITION when the
+        agent has no TPM or the run was replaced on its agent; INVALID_ARGUMENT for a nonce outside 16 to 32 bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +275,11 @@ def add_ManagerServiceServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=cocos__pb_dot_manager__v1__pb2.GetRunRequest.FromString,
                     response_serializer=cocos__pb_dot_manager__v1__pb2.ResultChunk.SerializeToString,
+            ),
+            'AttestRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttestRun,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.AttestRunRequest.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.RunAttestation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -614,6 +633,33 @@ class ManagerService:
             '/cocos.manager.v1.ManagerService/GetResult',
             cocos__pb_dot_manager__v1__pb2.GetRunRequest.SerializeToString,
             cocos__pb_dot_manager__v1__pb2.ResultChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttestRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cocos.manager.v1.ManagerService/AttestRun',
+            cocos__pb_dot_manager__v1__pb2.AttestRunRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.RunAttestation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from cocos_pb import agent_pb2, agent_pb2_grpc
+from cocos_pb import agent_pb2, agent_pb2_grpc, agent_v1_pb2, agent_v1_pb2_grpc
 
 log = logging.getLogger("manager_api.agent")
 
@@ -73,19 +73,21 @@ class AgentClient:
         self._lock = threading.Lock()
         self._channel: grpc.Channel | None = None
         self._stub: agent_pb2_grpc.AgentServiceStub | None = None
+        self._v1_stub: agent_v1_pb2_grpc.AgentServiceStub | None = None
 
     def _get_stub(self) -> agent_pb2_grpc.AgentServiceStub:
         with self._lock:
             if self._stub is None:
                 self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
                 self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+                self._v1_stub = agent_v1_pb2_grpc.AgentServiceStub(self._channel)
             return self._stub
 
     def close(self) -> None:
         with self._lock:
             if self._channel is not None:
                 self._channel.close()
-            self._channel = self._stub = None
+            self._channel = self._stub = self._v1_stub = None
 
     def run(self, computation: bytes) -> str:
         """Send RunRequest{computation}; return RunResponse.Computation."""
@@ -108,10 +110,16 @@ class AgentClient:
                            call_timeout=self.timeout + wait)
         return reply.file
 
+    def vtpm_attestation(self, nonce: bytes) -> agent_v1_pb2.VtpmQuote:
+        """cocos.agent.v1 Attestation of type VTPM: the TPM quote with `nonce` and the computation's measurements."""
+        request = agent_v1_pb2.AttestationRequest(type=agent_v1_pb2.ATTESTATION_TYPE_VTPM, vtpm_nonce=nonce)
+        return self._call("Attestation", request, "the attestation request", NOT_CONNECTED, v1=True).vtpm
+
     def _call(self, method: str, request: Any, what: str, retryable: frozenset,
-              call_timeout: float | None = None) -> Any:
+              call_timeout: float | None = None, v1: bool = False) -> Any:
         """One RPC with bounded retry while the agent is not reachable; AgentError on any failure."""
-        rpc = getattr(self._get_stub(), method)
+        stub = self._get_stub()
+        rpc = getattr(self._v1_stub if v1 else stub, method)
         per_call = call_timeout or self.timeout
         deadline = time.monotonic() + self.retry_total
         delay, attempt = 0.05, 0

@@ -1,12 +1,18 @@
 """`python -m agent`: serve until SIGTERM or SIGINT, then stop cleanly (the guest's init sends SIGTERM)."""
 
-import logging
-import signal
-import sys
-import threading
-from types import FrameType
+import gc
 
-from agent import config, logs, service
+# Importing gRPC leaves ~40,000 tracked objects; the cyclic collections run meanwhile cost ~20 % of the
+# agent's start-up, which under TCG is seconds. None run until the server is up (then survivors are frozen).
+gc.disable()
+
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from types import FrameType  # noqa: E402
+
+from agent import config, logs, service  # noqa: E402
 
 log = logging.getLogger("agent")
 
@@ -32,6 +38,8 @@ def main() -> int:
     except (OSError, RuntimeError) as exc:
         log.error("agent cannot start", extra={"reason": str(exc)})
         return 1
+    gc.freeze()  # what start-up made lives as long as the process: no collection need ever scan it
+    gc.enable()
     log.info("agent listening", extra={"host": settings.host, "port": server.port, "work_dir": settings.work_dir})
     stop.wait()
     server.stop(settings.grace_seconds)

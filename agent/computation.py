@@ -29,7 +29,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from dataclasses import dataclass, replace
 
 from agent import manifest
@@ -310,7 +309,7 @@ class Session:
             )
 
     def _new_dir(self) -> str:
-        root = os.path.join(self._work_dir, f"{DIR_PREFIX}{uuid.uuid4().hex}")
+        root = os.path.join(self._work_dir, f"{DIR_PREFIX}{os.urandom(16).hex()}")  # not uuid: it imports platform
         os.makedirs(os.path.join(root, "inputs"))
         # Traversable but not listable: the unprivileged algorithm reaches its inputs by the paths it is given.
         os.chmod(root, 0o711)

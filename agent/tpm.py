@@ -22,7 +22,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -99,6 +98,8 @@ class Tpm:
         """TPM2_Quote over QUOTED_PCRS with `nonce` as qualifying data, signed by the AK (created on first use)."""
         if not 0 < len(nonce) <= MAX_NONCE:
             raise ValueError(f"the vTPM nonce must be 1 to {MAX_NONCE} bytes")
+        import tempfile  # not at start-up: the agent's import time counts under TCG
+
         with self._lock:
             context, ak_public = self._attestation_key()
             with tempfile.TemporaryDirectory(dir=self._state_dir, prefix="quote-") as out:

@@ -97,10 +97,13 @@ def test_init_loads_modules_in_dependency_order():
     assert [m for m in listed if m in virtio_order] == virtio_order
 
 
-def test_init_prints_marker_after_network_and_before_agent():
+def test_init_prints_marker_after_network_and_starts_agent_before_it_in_the_background():
     body = _init().split("\nmount_filesystems\n", 1)[1]  # the main sequence, after the functions
     steps = [line.strip() for line in body.splitlines() if line.strip()]
-    assert steps.index("bring_up_network") < steps.index(f'echo "{guest.MARKER}"') < steps.index("supervise_agent")
+    # The marker still means "network up"; the agent starts earlier, in parallel, once its environment is read.
+    assert steps.index("load_agent_env") < steps.index("supervise_agent &") < steps.index("bring_up_network")
+    assert steps.index("bring_up_network") < steps.index(f'echo "{guest.MARKER}"')
+    assert steps[-1] == "while :; do sleep 3600; done"  # PID 1 never exits
     assert guest.AGENT_MISSING_MARKER in _init()
 
 

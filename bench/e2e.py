@@ -7,7 +7,9 @@ Per round, on the real libvirtd with a fresh `ctest-e2e-` TCG guest (one at a ti
   agent   marker → the agent's gRPC health check answers SERVING through the 127.0.0.1 forward
   run     POST /run (manager locates the agent from the domain, forwards the manifest), three uploads, and
           GET /runs/{id}/result (the agent runs `python3 sum.py a.csv b.csv` in the guest)
-then DELETE /domains/{name}. Wall-clock times (the manager's event times share the host clock).
+  attest  POST /runs/{id}/attestation: a quote from the guest's emulated TPM for a fresh nonce, verified
+then DELETE /domains/{name}. Wall-clock times (the manager's event times share the host clock). The guest has
+libvirt's emulated TPM 2.0 (tpm-crb) and boots the ISO from SeaBIOS.
 
     .venv/bin/python bench/e2e.py [--rounds 3]
 """
@@ -34,7 +36,8 @@ from manager_api.client import ManagerClient, ManagerError  # noqa: E402
 
 DOMAIN_TASK = "Domain is defined and running"
 FAILURE_LOG = e2e.WORK_ROOT / "bench-failed-manager.log"
-PHASES = ("prepare", "define+start", "boot", "agent", "post_run", "uploads", "result", "run_total", "delete")
+PHASES = ("prepare", "define+start", "boot", "agent", "post_run", "uploads", "result", "run_total", "attest",
+          "delete")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -78,11 +81,15 @@ def computation(client: ManagerClient) -> dict[str, float]:
     if client.result(run_id) != EXPECTED:
         raise SystemExit("wrong result")
     t3 = time.time()
-    return {"post_run": t1 - t0, "uploads": t2 - t1, "result": t3 - t2, "run_total": t3 - t0}
+    verdict = client.attest(run_id)
+    if not verdict["verified"]:
+        raise SystemExit(f"attestation not verified: {verdict['checks']}")
+    t4 = time.time()
+    return {"post_run": t1 - t0, "uploads": t2 - t1, "result": t3 - t2, "run_total": t3 - t0, "attest": t4 - t3}
 
 
 def one_round() -> dict[str, float]:
-    setting = e2e.prepare("ctest-e2e-bench")
+    setting = e2e.prepare(f"{e2e.PREFIX}-bench")
     manager = e2e.start_manager(setting)
     try:
         client = ManagerClient(manager.base)

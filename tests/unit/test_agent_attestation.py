@@ -52,10 +52,10 @@ def test_device_selection_issues_the_matching_ioctl(tmp_path, present, ioctl):
         assert error.details().startswith(f"{ioctl} on {paths[present[0]]} failed: Inappropriate ioctl for device")
 
 
-def test_health_reports_serving_for_the_server_and_the_agent_service():
+def test_health_reports_serving_for_the_server_and_both_agent_services():
     with running_agent() as agent:
         health = health_pb2_grpc.HealthStub(agent.channel)
-        for service in ("", "agent.AgentService"):
+        for service in ("", "agent.AgentService", "cocos.agent.v1.AgentService"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         error = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="nope"))

@@ -172,9 +172,17 @@ def test_domain_xml_is_valid_for_libvirt(tmp_path):
     validator = shutil.which("virt-xml-validate")
     if not validator:
         pytest.skip("virt-xml-validate not installed (libvirt-clients)")
-    path = tmp_path / "dom.xml"
-    path.write_text(guest.domain_xml("ctest-guest-x", "/x.iso", 47001, "/c.log", disk="/d.raw"))
-    subprocess.run([validator, str(path), "domain"], check=True, capture_output=True)
+    for tpm in (False, True):
+        path = tmp_path / "dom.xml"
+        path.write_text(guest.domain_xml("ctest-guest-x", "/x.iso", 47001, "/c.log", disk="/d.raw", tpm=tpm))
+        subprocess.run([validator, str(path), "domain"], check=True, capture_output=True)
+
+
+def test_domain_xml_has_an_emulated_tpm_only_when_asked(tmp_path):
+    assert _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log")).find("devices/tpm") is None
+    tpm = _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log", tpm=True)).find("devices/tpm")
+    assert tpm.get("model") == "tpm-crb"
+    assert tpm.find("backend").attrib == {"type": "emulator", "version": "2.0"}
 
 
 def test_cached_build_is_returned_without_building(tree, monkeypatch):

@@ -13,7 +13,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agent import tpm
-from agent.attestation import REPORT_DATA_LEN, Attester
 from agent.computation import Session
 from agent.config import AgentConfig
 from agent.errors import AgentError, InvalidInput
@@ -21,6 +20,8 @@ from agent.runner import Runner
 from cocos_pb import agent_pb2, agent_pb2_grpc, agent_v1_pb2, agent_v1_pb2_grpc
 
 log = logging.getLogger("agent.service")
+# The 64 bytes of report data SEV-SNP and TDX take (agent.attestation.REPORT_DATA_LEN; a unit test keeps them equal).
+REPORT_DATA_LEN = 64
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 V1_SERVICE_NAME = agent_v1_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 # Result calls block a worker for up to the ttl; uploads and health checks need workers meanwhile.
@@ -46,8 +47,22 @@ def _rpc(method: Handler) -> Handler:
     return wrapper  # type: ignore[return-value]
 
 
+class TeeDevices:
+    """The SEV-SNP and TDX guest devices, opened only when a report is asked for: agent.attestation imports ctypes,
+    which the agent's start-up under TCG need not pay for (every guest here has neither device)."""
+
+    def __init__(self, sev_device: str, tdx_device: str) -> None:
+        self._sev = sev_device
+        self._tdx = tdx_device
+
+    def report(self, report_data: bytes, kind: str | None = None) -> bytes:
+        from agent.attestation import Attester
+
+        return Attester(self._sev, self._tdx).report(report_data, kind)
+
+
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, session: Session, attester: Attester) -> None:
+    def __init__(self, session: Session, attester: TeeDevices) -> None:
         self._session = session
         self._attester = attester
 
@@ -84,7 +99,7 @@ _WITH_QUOTE = (V1.ATTESTATION_TYPE_VTPM, V1.ATTESTATION_TYPE_SNP_VTPM)
 class AttestationServicer(agent_v1_pb2_grpc.AgentServiceServicer):
     """`cocos.agent.v1.AgentService`: evidence for a caller's nonces (protos/agent_v1.proto)."""
 
-    def __init__(self, session: Session, attester: Attester) -> None:
+    def __init__(self, session: Session, attester: TeeDevices) -> None:
         self._session = session
         self._attester = attester
 
@@ -133,7 +148,7 @@ def start(config: AgentConfig) -> AgentServer:
         futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="agent-rpc"),
         options=[("grpc.max_receive_message_length", config.max_upload_bytes + 1024)],
     )
-    attester = Attester(config.sev_device, config.tdx_device)
+    attester = TeeDevices(config.sev_device, config.tdx_device)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(session, attester), server)
     agent_v1_pb2_grpc.add_AgentServiceServicer_to_server(AttestationServicer(session, attester), server)
     checker = health.HealthServicer()

@@ -7,6 +7,7 @@ import gc
 gc.disable()
 
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -40,11 +41,22 @@ def main() -> int:
         return 1
     gc.freeze()  # what start-up made lives as long as the process: no collection need ever scan it
     gc.enable()
-    log.info("agent listening", extra={"host": settings.host, "port": server.port, "work_dir": settings.work_dir})
+    log.info("agent listening", extra={"host": settings.host, "port": server.port, "work_dir": settings.work_dir,
+                                       "startup_seconds": _since_process_start()})
     stop.wait()
     server.stop(settings.grace_seconds)
     log.info("agent stopped")
     return 0
+
+
+def _since_process_start() -> float | None:
+    """Seconds since the kernel started this process (interpreter start-up included), or None off Linux."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            return round(float(uptime.read().split()[0]) - started, 3)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
 """`python -m agent`: serve until SIGTERM or SIGINT, then stop cleanly (the guest's init sends SIGTERM)."""
 
-import logging
-import signal
-import sys
-import threading
-from types import FrameType
+import gc
 
-from agent import config, logs, service
+# Importing gRPC leaves ~40,000 tracked objects; the cyclic collections run meanwhile cost ~20 % of the
+# agent's start-up, which under TCG is seconds. None run until the server is up (then survivors are frozen).
+gc.disable()
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from types import FrameType  # noqa: E402
+
+from agent import config, logs, service  # noqa: E402
 
 log = logging.getLogger("agent")
 
@@ -32,11 +39,24 @@ def main() -> int:
     except (OSError, RuntimeError) as exc:
         log.error("agent cannot start", extra={"reason": str(exc)})
         return 1
-    log.info("agent listening", extra={"host": settings.host, "port": server.port, "work_dir": settings.work_dir})
+    gc.freeze()  # what start-up made lives as long as the process: no collection need ever scan it
+    gc.enable()
+    log.info("agent listening", extra={"host": settings.host, "port": server.port, "work_dir": settings.work_dir,
+                                       "startup_seconds": _since_process_start()})
     stop.wait()
     server.stop(settings.grace_seconds)
     log.info("agent stopped")
     return 0
+
+
+def _since_process_start() -> float | None:
+    """Seconds since the kernel started this process (interpreter start-up included), or None off Linux."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            return round(float(uptime.read().split()[0]) - started, 3)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 if __name__ == "__main__":

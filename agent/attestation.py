@@ -76,10 +76,20 @@ class Attester:
             return Device("tdx", self._tdx)
         return None
 
-    def report(self, report_data: bytes) -> bytes:
+    def _named(self, kind: str) -> Device:
+        path = {"sev-snp": self._sev, "tdx": self._tdx}[kind]
+        if not os.path.exists(path):
+            raise NoAttestationDevice(f"no {kind.upper()} guest device {path} in this guest: no {kind.upper()} report")
+        return Device(kind, path)
+
+    def report(self, report_data: bytes, kind: str | None = None) -> bytes:
+        """A report from the device present (`kind` None) or from the named one ("sev-snp" or "tdx").
+
+        NoAttestationDevice names the device that is missing; AttestationFailed when it refuses.
+        """
         if len(report_data) != REPORT_DATA_LEN:
             raise ValueError(f"report data must be {REPORT_DATA_LEN} bytes")
-        device = self.device()
+        device = self.device() if kind is None else self._named(kind)
         if device is None:
             raise NoAttestationDevice(f"no TEE attestation device ({self._sev}, {self._tdx}) in this guest")
         fd = _open(device.path)

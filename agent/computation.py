@@ -11,6 +11,10 @@ Uploads may come in any order; the state names what is still missing.
 A new Run is refused only while RUNNING. In any other state it replaces the current computation and discards its
 uploads and outcome, so a user can fix a manifest or run again after COMPLETE/FAILED.
 
+Measurements: with a TPM, Run resets the measurement PCR and extends it with the manifest's sha256, and every upload
+extends it with its content's sha256 before it is stored, all under the session lock, so the PCR, the upload order
+and `measurements()` always agree (agent/tpm.py). A TPM that refuses leaves the call failed (UNAVAILABLE).
+
 Several algorithms: each runs over the same datasets, in upload order, in its own fresh directory, sharing the
 computation's ttl; the first failure ends the computation and names that algorithm. One algorithm's result is
 its bytes, unchanged; several give one JSON document (`result_document`).
@@ -25,13 +29,21 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from dataclasses import dataclass, replace
 
 from agent import manifest
-from agent.errors import AgentError, AlgorithmTimedOut, AlreadyUploaded, InvalidInput, OutOfOrder, OutputTooLarge
+from agent.errors import (
+    AgentError,
+    AlgorithmTimedOut,
+    AlreadyUploaded,
+    InvalidInput,
+    NoAttestationDevice,
+    OutOfOrder,
+    OutputTooLarge,
+)
 from agent.manifest import Manifest, Slot
 from agent.runner import Job, Runner
+from agent.tpm import Quote, Tpm
 
 log = logging.getLogger("agent.computation")
 DIR_PREFIX = "computation-"
@@ -55,6 +67,14 @@ class Upload:
     slot: Slot
     digest: str
     path: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One extend of the measurement PCR: `kind` manifest, algorithm or dataset; `sha256` hex of the bytes."""
+
+    kind: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,11 @@ class _Computation:
         self.uploads.append(Upload(slot, digest, path))
         return path
 
+    def measurements(self) -> list[Measurement]:
+        """What was extended into the measurement PCR since this computation's Run, in order."""
+        manifest = Measurement("manifest", self.spec.digest.hex())
+        return [manifest, *(Measurement(upload.slot.kind, upload.digest) for upload in self.uploads)]
+
     def receiving_state(self) -> State:
         if self.missing("algorithm"):
             return State.RECEIVING_ALGORITHM
@@ -140,9 +165,10 @@ class _Computation:
 class Session:
     """The agent holds at most one computation; this object owns it and its transitions."""
 
-    def __init__(self, work_dir: str, runner: Runner) -> None:
+    def __init__(self, work_dir: str, runner: Runner, tpm: Tpm | None = None) -> None:
         self._work_dir = work_dir
         self._runner = runner
+        self._tpm = tpm
         self._cond = threading.Condition()
         self._state = State.IDLE
         self._current: _Computation | None = None
@@ -157,12 +183,26 @@ class Session:
         with self._cond:
             return self._current.spec.digest if self._current else None
 
+    def attest(self, nonce: bytes) -> tuple[Quote, list[Measurement]]:
+        """A TPM quote with `nonce` and the current computation's measurements, taken together under the lock.
+
+        NoAttestationDevice when the agent has no TPM; an empty list before any Run.
+        """
+        if self._tpm is None:
+            raise NoAttestationDevice("no TPM in this guest (no /dev/tpmrm0 or /dev/tpm0; AGENT_TPM_TCTI unset)")
+        with self._cond:
+            quote = self._tpm.quote(nonce)
+            return quote, self._current.measurements() if self._current else []
+
     def run(self, raw: bytes) -> str:
         spec = manifest.parse(raw)  # outside the lock: bad input leaves everything as it was
         with self._cond:
             if self._state is State.RUNNING:
                 assert self._current is not None
                 raise OutOfOrder(f"computation '{self._current.spec.id}' is running; Run again once it has finished")
+            if self._tpm is not None:
+                self._tpm.reset()
+                self._tpm.extend(spec.digest)
             replaced = self._current
             self._current = _Computation(spec, self._new_dir())
             self._state = self._current.receiving_state()
@@ -180,6 +220,8 @@ class Session:
         with self._cond:
             current = self._receiving(kind)
             slot = current.claim(kind, digest)
+            if self._tpm is not None:
+                self._tpm.extend(bytes.fromhex(digest))
             current.store(slot, digest, content)
             self._state = current.receiving_state()
             state = self._state
@@ -267,7 +309,7 @@ class Session:
             )
 
     def _new_dir(self) -> str:
-        root = os.path.join(self._work_dir, f"{DIR_PREFIX}{uuid.uuid4().hex}")
+        root = os.path.join(self._work_dir, f"{DIR_PREFIX}{os.urandom(16).hex()}")  # not uuid: it imports platform
         os.makedirs(os.path.join(root, "inputs"))
         # Traversable but not listable: the unprivileged algorithm reaches its inputs by the paths it is given.
         os.chmod(root, 0o711)

@@ -1,7 +1,6 @@
 """Agent settings, read once from the environment (the guest's init passes them; defaults suit the guest)."""
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +33,8 @@ class AgentConfig:
     stderr_tail_bytes: int = 1024
     sev_device: str = "/dev/sev-guest"
     tdx_device: str = "/dev/tdx_guest"
+    # tpm2-tools TCTI of the TPM that measures computations: "" finds /dev/tpmrm0 or /dev/tpm0, "none" disables.
+    tpm_tcti: str = ""
     grace_seconds: float = 5.0
 
 
@@ -65,6 +66,8 @@ def _work_dir(env: Mapping[str, str]) -> str:
     parent = os.path.dirname(DEFAULT_WORK_DIR)
     if os.access(DEFAULT_WORK_DIR, os.W_OK) or os.access(parent, os.W_OK):
         return DEFAULT_WORK_DIR
+    import tempfile  # only here: at start-up under TCG every module imported counts (docs/BENCHMARKS.md)
+
     return os.path.join(tempfile.gettempdir(), "cocos-agent")
 
 
@@ -83,4 +86,5 @@ def load(env: Mapping[str, str] | None = None) -> AgentConfig:
         max_upload_bytes=_int(env, "AGENT_MAX_UPLOAD_BYTES", 64 * MIB, 1),
         sev_device=env.get("AGENT_SEV_GUEST_DEVICE", "").strip() or "/dev/sev-guest",
         tdx_device=env.get("AGENT_TDX_GUEST_DEVICE", "").strip() or "/dev/tdx_guest",
+        tpm_tcti=env.get("AGENT_TPM_TCTI", "").strip(),
     )

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from cocos_pb import manager_pb2 as cocos__pb_dot_manager__pb2
+from cocos_pb import agent_v1_pb2 as cocos__pb_dot_agent__v1__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ocos_pb/manager_v1.proto\x12\x10\x63ocos.manager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63ocos_pb/manager.proto\"^\n\x13\x43reateDomainRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\x05\"\xda\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hanged\x18\x08 \x01(\x05\x12\n\n\x02ok\x18\t \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\n \x01(\x05\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x0e\n\x06result\x18\x0c \x01(\t\x12\x13\n\x0b\x65vent_count\x18\r \x01(\x05\x12\x0c\n\x04host\x18\x0e \x01(\t\"\xd8\x01\n\x08JobEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x06 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x0f\n\x07message\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05state\x18\n \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\"^\n\rForwardedPort\x12\x14\n\x0chost_address\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\x05\x12\x12\n\nguest_port\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\xcc\x01\n\x06\x44omain\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x38\n\x0f\x66orwarded_ports\x18\x04 \x03(\x0b\x32\x1f.cocos.manager.v1.ForwardedPort\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x12\n\nagent_port\x18\x06 \x01(\x05\x12\x0b\n\x03ttl\x18\x07 \x01(\x05\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x13\x44\x65leteDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x14\n\x12ListDomainsRequest\"[\n\x13ListDomainsResponse\x12)\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x18.cocos.manager.v1.Domain\x12\x19\n\x11unreachable_hosts\x18\x02 \x03(\t\".\n\x10GetDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x12\n\x10ListHostsRequest\":\n\x11ListHostsResponse\x12%\n\x05hosts\x18\x01 \x03(\x0b\x32\x16.cocos.manager.v1.Host\"\xf3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06health\x18\x02 \x01(\x0e\x32\x1c.cocos.manager.v1.HostHealth\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12.\n\nchecked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_address\x18\x05 \x01(\t\x12\x0b\n\x03vms\x18\x06 \x01(\x05\x12\x0f\n\x07max_vms\x18\x07 \x01(\x05\x12\x0f\n\x07\x64omains\x18\x08 \x01(\x05\x12\x14\n\x0cmemory_total\x18\t \x01(\x03\x12\x18\n\x10memory_committed\x18\n \x01(\x03\x12\x13\n\x0bmemory_free\x18\x0b \x01(\x03\x12\x18\n\x10memory_available\x18\x0c \x01(\x03\x12\x18\n\x10\x61gent_port_first\x18\r \x01(\x05\x12\x17\n\x0f\x61gent_port_last\x18\x0e \x01(\x05\x12\x18\n\x10\x61gent_ports_used\x18\x0f \x03(\x05\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x11\n\x0fListJobsRequest\"7\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.cocos.manager.v1.Job\"0\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x10\x43reateRunRequest\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.manager_proto.RunRequest\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\"\xdb\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\x05\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.cocos.manager.v1.RunState\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\talgorithm\x18\t \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\n \x03(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x19\n\x0cresult_bytes\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rsuperseded_by\x18\r \x01(\t\x12\x0c\n\x04host\x18\x0e \x01(\tB\x0f\n\r_result_bytes\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x0bUploadChunk\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"=\n\x0bUploadReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x03run\x18\x02 \x01(\x0b\x32\x15.cocos.manager.v1.Run\"\x1b\n\x0bResultChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x18\n\x14JOB_STATE_SUCCESSFUL\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x16\n\x12JOB_STATE_CANCELED\x10\x05*z\n\nHostHealth\x12\x1b\n\x17HOST_HEALTH_UNSPECIFIED\x10\x00\x12\x19\n\x15HOST_HEALTH_REACHABLE\x10\x01\x12\x1b\n\x17HOST_HEALTH_UNREACHABLE\x10\x02\x12\x17\n\x13HOST_HEALTH_UNKNOWN\x10\x03*\xb6\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATE_FORWARDED\x10\x01\x12\x17\n\x13RUN_STATE_RECEIVING\x10\x02\x12\x15\n\x11RUN_STATE_RUNNING\x10\x03\x12\x16\n\x12RUN_STATE_COMPLETE\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x12\x18\n\x14RUN_STATE_SUPERSEDED\x10\x06\x32\xf1\x08\n\x0eManagerService\x12S\n\x11\x43reateDomainAsync\x12%.cocos.manager.v1.CreateDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12N\n\x0c\x44\x65leteDomain\x12%.cocos.manager.v1.DeleteDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12\\\n\x0bListDomains\x12$.cocos.manager.v1.ListDomainsRequest\x1a%.cocos.manager.v1.ListDomainsResponse\"\x00\x12K\n\tGetDomain\x12\".cocos.manager.v1.GetDomainRequest\x1a\x18.cocos.manager.v1.Domain\"\x00\x12\x42\n\x06GetJob\x12\x1f.cocos.manager.v1.GetJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12S\n\x08ListJobs\x12!.cocos.manager.v1.ListJobsRequest\x1a\".cocos.manager.v1.ListJobsResponse\"\x00\x12M\n\x08WatchJob\x12!.cocos.manager.v1.WatchJobRequest\x1a\x1a.cocos.manager.v1.JobEvent\"\x00\x30\x01\x12H\n\tCancelJob\x12\".cocos.manager.v1.CancelJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12H\n\tCreateRun\x12\".cocos.manager.v1.CreateRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12\x42\n\x06GetRun\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12S\n\x0fUploadAlgorithm\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12Q\n\rUploadDataset\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12O\n\tGetResult\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x1d.cocos.manager.v1.ResultChunk\"\x00\x30\x01\x12V\n\tListHosts\x12\".cocos.manager.v1.ListHostsRequest\x1a#.cocos.manager.v1.ListHostsResponse\"\x00\x42\rZ\x0b./managerv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ocos_pb/manager_v1.proto\x12\x10\x63ocos.manager.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63ocos_pb/manager.proto\x1a\x17\x63ocos_pb/agent_v1.proto\"^\n\x13\x43reateDomainRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x0e\n\x06volume\x18\x02 \x01(\t\x12\x0e\n\x06\x64omain\x18\x03 \x01(\t\x12\x0c\n\x04host\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\x05\"\xda\x02\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63hanged\x18\x08 \x01(\x05\x12\n\n\x02ok\x18\t \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\n \x01(\x05\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x0e\n\x06result\x18\x0c \x01(\t\x12\x13\n\x0b\x65vent_count\x18\r \x01(\x05\x12\x0c\n\x04host\x18\x0e \x01(\t\"\xd8\x01\n\x08JobEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x05\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x06 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x08\x12\x0f\n\x07message\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05state\x18\n \x01(\x0e\x32\x1a.cocos.manager.v1.JobState\"^\n\rForwardedPort\x12\x14\n\x0chost_address\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\x05\x12\x12\n\nguest_port\x18\x03 \x01(\x05\x12\x10\n\x08protocol\x18\x04 \x01(\t\"\xcc\x01\n\x06\x44omain\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x38\n\x0f\x66orwarded_ports\x18\x04 \x03(\x0b\x32\x1f.cocos.manager.v1.ForwardedPort\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x12\n\nagent_port\x18\x06 \x01(\x05\x12\x0b\n\x03ttl\x18\x07 \x01(\x05\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x13\x44\x65leteDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x14\n\x12ListDomainsRequest\"[\n\x13ListDomainsResponse\x12)\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x18.cocos.manager.v1.Domain\x12\x19\n\x11unreachable_hosts\x18\x02 \x03(\t\".\n\x10GetDomainRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x12\n\x10ListHostsRequest\":\n\x11ListHostsResponse\x12%\n\x05hosts\x18\x01 \x03(\x0b\x32\x16.cocos.manager.v1.Host\"\xf3\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06health\x18\x02 \x01(\x0e\x32\x1c.cocos.manager.v1.HostHealth\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12.\n\nchecked_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ragent_address\x18\x05 \x01(\t\x12\x0b\n\x03vms\x18\x06 \x01(\x05\x12\x0f\n\x07max_vms\x18\x07 \x01(\x05\x12\x0f\n\x07\x64omains\x18\x08 \x01(\x05\x12\x14\n\x0cmemory_total\x18\t \x01(\x03\x12\x18\n\x10memory_committed\x18\n \x01(\x03\x12\x13\n\x0bmemory_free\x18\x0b \x01(\x03\x12\x18\n\x10memory_available\x18\x0c \x01(\x03\x12\x18\n\x10\x61gent_port_first\x18\r \x01(\x05\x12\x17\n\x0f\x61gent_port_last\x18\x0e \x01(\x05\x12\x18\n\x10\x61gent_ports_used\x18\x0f \x03(\x05\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x11\n\x0fListJobsRequest\"7\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.cocos.manager.v1.Job\"0\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x05\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x10\x43reateRunRequest\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.manager_proto.RunRequest\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\"\xdb\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\x12\x0b\n\x03ttl\x18\x05 \x01(\x05\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.cocos.manager.v1.RunState\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\talgorithm\x18\t \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\n \x03(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12\x19\n\x0cresult_bytes\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x15\n\rsuperseded_by\x18\r \x01(\t\x12\x0c\n\x04host\x18\x0e \x01(\tB\x0f\n\r_result_bytes\"\x1b\n\rGetRunRequest\x12\n\n\x02id\x18\x01 \x01(\t\"+\n\x0bUploadChunk\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"=\n\x0bUploadReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x03run\x18\x02 \x01(\x0b\x32\x15.cocos.manager.v1.Run\"\x1b\n\x0bResultChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"1\n\x10\x41ttestRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\"<\n\x10\x41ttestationCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc4\x02\n\x0eRunAttestation\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08verified\x18\x02 \x01(\x08\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x19\n\x11nonce_from_client\x18\x04 \x01(\x08\x12\x32\n\x06\x63hecks\x18\x05 \x03(\x0b\x32\".cocos.manager.v1.AttestationCheck\x12\x14\n\x0c\x65xpected_pcr\x18\x06 \x01(\r\x12\x1a\n\x12\x65xpected_pcr_value\x18\x07 \x01(\x0c\x12:\n\x15\x65xpected_measurements\x18\x08 \x03(\x0b\x32\x1b.cocos.agent.v1.Measurement\x12+\n\x08\x65vidence\x18\t \x01(\x0b\x32\x19.cocos.agent.v1.VtpmQuote\x12\x17\n\x0fnot_established\x18\n \x03(\t*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x18\n\x14JOB_STATE_SUCCESSFUL\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x16\n\x12JOB_STATE_CANCELED\x10\x05*z\n\nHostHealth\x12\x1b\n\x17HOST_HEALTH_UNSPECIFIED\x10\x00\x12\x19\n\x15HOST_HEALTH_REACHABLE\x10\x01\x12\x1b\n\x17HOST_HEALTH_UNREACHABLE\x10\x02\x12\x17\n\x13HOST_HEALTH_UNKNOWN\x10\x03*\xb6\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13RUN_STATE_FORWARDED\x10\x01\x12\x17\n\x13RUN_STATE_RECEIVING\x10\x02\x12\x15\n\x11RUN_STATE_RUNNING\x10\x03\x12\x16\n\x12RUN_STATE_COMPLETE\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x12\x18\n\x14RUN_STATE_SUPERSEDED\x10\x06\x32\xc6\t\n\x0eManagerService\x12S\n\x11\x43reateDomainAsync\x12%.cocos.manager.v1.CreateDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12N\n\x0c\x44\x65leteDomain\x12%.cocos.manager.v1.DeleteDomainRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12\\\n\x0bListDomains\x12$.cocos.manager.v1.ListDomainsRequest\x1a%.cocos.manager.v1.ListDomainsResponse\"\x00\x12K\n\tGetDomain\x12\".cocos.manager.v1.GetDomainRequest\x1a\x18.cocos.manager.v1.Domain\"\x00\x12\x42\n\x06GetJob\x12\x1f.cocos.manager.v1.GetJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12S\n\x08ListJobs\x12!.cocos.manager.v1.ListJobsRequest\x1a\".cocos.manager.v1.ListJobsResponse\"\x00\x12M\n\x08WatchJob\x12!.cocos.manager.v1.WatchJobRequest\x1a\x1a.cocos.manager.v1.JobEvent\"\x00\x30\x01\x12H\n\tCancelJob\x12\".cocos.manager.v1.CancelJobRequest\x1a\x15.cocos.manager.v1.Job\"\x00\x12H\n\tCreateRun\x12\".cocos.manager.v1.CreateRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12\x42\n\x06GetRun\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x15.cocos.manager.v1.Run\"\x00\x12S\n\x0fUploadAlgorithm\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12Q\n\rUploadDataset\x12\x1d.cocos.manager.v1.UploadChunk\x1a\x1d.cocos.manager.v1.UploadReply\"\x00(\x01\x12O\n\tGetResult\x12\x1f.cocos.manager.v1.GetRunRequest\x1a\x1d.cocos.manager.v1.ResultChunk\"\x00\x30\x01\x12V\n\tListHosts\x12\".cocos.manager.v1.ListHostsRequest\x1a#.cocos.manager.v1.ListHostsResponse\"\x00\x12S\n\tAttestRun\x12\".cocos.manager.v1.AttestRunRequest\x1a .cocos.manager.v1.RunAttestation\"\x00\x42\rZ\x0b./managerv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,58 +35,64 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cocos_pb.manager_v1_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\013./managerv1'
-  _globals['_JOBSTATE']._serialized_start=2519
-  _globals['_JOBSTATE']._serialized_end=2673
-  _globals['_HOSTHEALTH']._serialized_start=2675
-  _globals['_HOSTHEALTH']._serialized_end=2797
-  _globals['_RUNSTATE']._serialized_start=2800
-  _globals['_RUNSTATE']._serialized_end=2982
-  _globals['_CREATEDOMAINREQUEST']._serialized_start=104
-  _globals['_CREATEDOMAINREQUEST']._serialized_end=198
-  _globals['_JOB']._serialized_start=201
-  _globals['_JOB']._serialized_end=547
-  _globals['_JOBEVENT']._serialized_start=550
-  _globals['_JOBEVENT']._serialized_end=766
-  _globals['_FORWARDEDPORT']._serialized_start=768
-  _globals['_FORWARDEDPORT']._serialized_end=862
-  _globals['_DOMAIN']._serialized_start=865
-  _globals['_DOMAIN']._serialized_end=1069
-  _globals['_DELETEDOMAINREQUEST']._serialized_start=1071
-  _globals['_DELETEDOMAINREQUEST']._serialized_end=1120
-  _globals['_LISTDOMAINSREQUEST']._serialized_start=1122
-  _globals['_LISTDOMAINSREQUEST']._serialized_end=1142
-  _globals['_LISTDOMAINSRESPONSE']._serialized_start=1144
-  _globals['_LISTDOMAINSRESPONSE']._serialized_end=1235
-  _globals['_GETDOMAINREQUEST']._serialized_start=1237
-  _globals['_GETDOMAINREQUEST']._serialized_end=1283
-  _globals['_LISTHOSTSREQUEST']._serialized_start=1285
-  _globals['_LISTHOSTSREQUEST']._serialized_end=1303
-  _globals['_LISTHOSTSRESPONSE']._serialized_start=1305
-  _globals['_LISTHOSTSRESPONSE']._serialized_end=1363
-  _globals['_HOST']._serialized_start=1366
-  _globals['_HOST']._serialized_end=1737
-  _globals['_GETJOBREQUEST']._serialized_start=1739
-  _globals['_GETJOBREQUEST']._serialized_end=1766
-  _globals['_LISTJOBSREQUEST']._serialized_start=1768
-  _globals['_LISTJOBSREQUEST']._serialized_end=1785
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1787
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1842
-  _globals['_WATCHJOBREQUEST']._serialized_start=1844
-  _globals['_WATCHJOBREQUEST']._serialized_end=1892
-  _globals['_CANCELJOBREQUEST']._serialized_start=1894
-  _globals['_CANCELJOBREQUEST']._serialized_end=1924
-  _globals['_CREATERUNREQUEST']._serialized_start=1926
-  _globals['_CREATERUNREQUEST']._serialized_end=2000
-  _globals['_RUN']._serialized_start=2003
-  _globals['_RUN']._serialized_end=2350
-  _globals['_GETRUNREQUEST']._serialized_start=2352
-  _globals['_GETRUNREQUEST']._serialized_end=2379
-  _globals['_UPLOADCHUNK']._serialized_start=2381
-  _globals['_UPLOADCHUNK']._serialized_end=2424
-  _globals['_UPLOADREPLY']._serialized_start=2426
-  _globals['_UPLOADREPLY']._serialized_end=2487
-  _globals['_RESULTCHUNK']._serialized_start=2489
-  _globals['_RESULTCHUNK']._serialized_end=2516
-  _globals['_MANAGERSERVICE']._serialized_start=2985
-  _globals['_MANAGERSERVICE']._serialized_end=4122
+  _globals['_JOBSTATE']._serialized_start=2984
+  _globals['_JOBSTATE']._serialized_end=3138
+  _globals['_HOSTHEALTH']._serialized_start=3140
+  _globals['_HOSTHEALTH']._serialized_end=3262
+  _globals['_RUNSTATE']._serialized_start=3265
+  _globals['_RUNSTATE']._serialized_end=3447
+  _globals['_CREATEDOMAINREQUEST']._serialized_start=129
+  _globals['_CREATEDOMAINREQUEST']._serialized_end=223
+  _globals['_JOB']._serialized_start=226
+  _globals['_JOB']._serialized_end=572
+  _globals['_JOBEVENT']._serialized_start=575
+  _globals['_JOBEVENT']._serialized_end=791
+  _globals['_FORWARDEDPORT']._serialized_start=793
+  _globals['_FORWARDEDPORT']._serialized_end=887
+  _globals['_DOMAIN']._serialized_start=890
+  _globals['_DOMAIN']._serialized_end=1094
+  _globals['_DELETEDOMAINREQUEST']._serialized_start=1096
+  _globals['_DELETEDOMAINREQUEST']._serialized_end=1145
+  _globals['_LISTDOMAINSREQUEST']._serialized_start=1147
+  _globals['_LISTDOMAINSREQUEST']._serialized_end=1167
+  _globals['_LISTDOMAINSRESPONSE']._serialized_start=1169
+  _globals['_LISTDOMAINSRESPONSE']._serialized_end=1260
+  _globals['_GETDOMAINREQUEST']._serialized_start=1262
+  _globals['_GETDOMAINREQUEST']._serialized_end=1308
+  _globals['_LISTHOSTSREQUEST']._serialized_start=1310
+  _globals['_LISTHOSTSREQUEST']._serialized_end=1328
+  _globals['_LISTHOSTSRESPONSE']._serialized_start=1330
+  _globals['_LISTHOSTSRESPONSE']._serialized_end=1388
+  _globals['_HOST']._serialized_start=1391
+  _globals['_HOST']._serialized_end=1762
+  _globals['_GETJOBREQUEST']._serialized_start=1764
+  _globals['_GETJOBREQUEST']._serialized_end=1791
+  _globals['_LISTJOBSREQUEST']._serialized_start=1793
+  _globals['_LISTJOBSREQUEST']._serialized_end=1810
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1812
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1867
+  _globals['_WATCHJOBREQUEST']._serialized_start=1869
+  _globals['_WATCHJOBREQUEST']._serialized_end=1917
+  _globals['_CANCELJOBREQUEST']._serialized_start=1919
+  _globals['_CANCELJOBREQUEST']._serialized_end=1949
+  _globals['_CREATERUNREQUEST']._serialized_start=1951
+  _globals['_CREATERUNREQUEST']._serialized_end=2025
+  _globals['_RUN']._serialized_start=2028
+  _globals['_RUN']._serialized_end=2375
+  _globals['_GETRUNREQUEST']._serialized_start=2377
+  _globals['_GETRUNREQUEST']._serialized_end=2404
+  _globals['_UPLOADCHUNK']._serialized_start=2406
+  _globals['_UPLOADCHUNK']._serialized_end=2449
+  _globals['_UPLOADREPLY']._serialized_start=2451
+  _globals['_UPLOADREPLY']._serialized_end=2512
+  _globals['_RESULTCHUNK']._serialized_start=2514
+  _globals['_RESULTCHUNK']._serialized_end=2541
+  _globals['_ATTESTRUNREQUEST']._serialized_start=2543
+  _globals['_ATTESTRUNREQUEST']._serialized_end=2592
+  _globals['_ATTESTATIONCHECK']._serialized_start=2594
+  _globals['_ATTESTATIONCHECK']._serialized_end=2654
+  _globals['_RUNATTESTATION']._serialized_start=2657
+  _globals['_RUNATTESTATION']._serialized_end=2981
+  _globals['_MANAGERSERVICE']._serialized_start=3450
+  _globals['_MANAGERSERVICE']._serialized_end=4672
 # @@protoc_insertion_point(module_scope)

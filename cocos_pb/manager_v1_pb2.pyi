@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from cocos_pb import manager_pb2 as _manager_pb2
+from cocos_pb import agent_v1_pb2 as _agent_v1_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -325,3 +326,45 @@ class ResultChunk(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class AttestRunRequest(_message.Message):
+    __slots__ = ("run_id", "nonce")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    nonce: bytes
+    def __init__(self, run_id: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+
+class AttestationCheck(_message.Message):
+    __slots__ = ("name", "ok", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ok: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class RunAttestation(_message.Message):
+    __slots__ = ("run_id", "verified", "nonce", "nonce_from_client", "checks", "expected_pcr", "expected_pcr_value", "expected_measurements", "evidence", "not_established")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FROM_CLIENT_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PCR_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PCR_VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_MEASUREMENTS_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    NOT_ESTABLISHED_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    verified: bool
+    nonce: bytes
+    nonce_from_client: bool
+    checks: _containers.RepeatedCompositeFieldContainer[AttestationCheck]
+    expected_pcr: int
+    expected_pcr_value: bytes
+    expected_measurements: _containers.RepeatedCompositeFieldContainer[_agent_v1_pb2.Measurement]
+    evidence: _agent_v1_pb2.VtpmQuote
+    not_established: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., verified: _Optional[bool] = ..., nonce: _Optional[bytes] = ..., nonce_from_client: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[AttestationCheck, _Mapping]]] = ..., expected_pcr: _Optional[int] = ..., expected_pcr_value: _Optional[bytes] = ..., expected_measurements: _Optional[_Iterable[_Union[_agent_v1_pb2.Measurement, _Mapping]]] = ..., evidence: _Optional[_Union[_agent_v1_pb2.VtpmQuote, _Mapping]] = ..., not_established: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -104,6 +104,11 @@ class ManagerServiceStub:
                 request_serializer=cocos__pb_dot_manager__v1__pb2.ListHostsRequest.SerializeToString,
                 response_deserializer=cocos__pb_dot_manager__v1__pb2.ListHostsResponse.FromString,
                 _registered_method=True)
+        self.AttestRun = channel.unary_unary(
+                '/cocos.manager.v1.ManagerService/AttestRun',
+                request_serializer=cocos__pb_dot_manager__v1__pb2.AttestRunRequest.SerializeToString,
+                response_deserializer=cocos__pb_dot_manager__v1__pb2.RunAttestation.FromString,
+                _registered_method=True)
 
 
 class ManagerServiceServicer:
@@ -208,6 +213,15 @@ class ManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttestRun(self, request, context):
+        """The run's agent quotes its TPM with a fresh nonce (the request's, or 32 random bytes the manager draws) and the
+        manager verifies the quote: OK whatever the verdict (see `verified` and `checks`). FAILED_PRECONDITION when the
+        agent has no TPM or the run was replaced on its agent; INVALID_ARGUMENT for a nonce outside 16 to 32 bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +294,11 @@ def add_ManagerServiceServicer_to_server(servicer, server):
                     servicer.ListHosts,
                     request_deserializer=cocos__pb_dot_manager__v1__pb2.ListHostsRequest.FromString,
                     response_serializer=cocos__pb_dot_manager__v1__pb2.ListHostsResponse.SerializeToString,
+            ),
+            'AttestRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttestRun,
+                    request_deserializer=cocos__pb_dot_manager__v1__pb2.AttestRunRequest.FromString,
+                    response_serializer=cocos__pb_dot_manager__v1__pb2.RunAttestation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -660,6 +679,33 @@ class ManagerService:
             '/cocos.manager.v1.ManagerService/ListHosts',
             cocos__pb_dot_manager__v1__pb2.ListHostsRequest.SerializeToString,
             cocos__pb_dot_manager__v1__pb2.ListHostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttestRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cocos.manager.v1.ManagerService/AttestRun',
+            cocos__pb_dot_manager__v1__pb2.AttestRunRequest.SerializeToString,
+            cocos__pb_dot_manager__v1__pb2.RunAttestation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,12 @@ from guest.iso import KERNEL_CMDLINE
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
 
+_TPM = """
+    <tpm model='tpm-crb'>
+      <backend type='emulator' version='2.0'/>
+    </tpm>"""
+
+
 def _attr(value: object) -> str:
     return quoteattr(str(value))
 
@@ -63,9 +69,13 @@ def domain_xml(
     kernel: str | Path | None = None,
     initrd: str | Path | None = None,
     cmdline: str | None = None,
+    tpm: bool = False,
 ) -> str:
     """A `type='qemu'` domain booting the guest ISO (or kernel+initrd directly), serial console to
-    console_log, and 127.0.0.1:host_port forwarded to guest_port (the agent, 7002)."""
+    console_log, and 127.0.0.1:host_port forwarded to guest_port (the agent, 7002).
+
+    tpm=True adds an emulated TPM 2.0 (CRB interface, libvirt runs swtpm for it; formatdomain.html#tpm-device):
+    the agent measures computations into it."""
     hostfwd = f"user,id=n0,hostfwd=tcp:127.0.0.1:{int(host_port)}-:{int(guest_port)}"
     os_block = _os_block(Path(kernel) if kernel else None, Path(initrd) if initrd else None, cmdline)
     disks = _disks(Path(iso) if iso else None, Path(disk) if disk else None, disk_format)
@@ -90,7 +100,7 @@ def domain_xml(
       <source path={_attr(console_log)}/>
       <target type='serial' port='0'/>
     </console>
-    <memballoon model='none'/>
+    <memballoon model='none'/>{_TPM if tpm else ""}
   </devices>
   <qemu:commandline>
     <qemu:arg value={_attr("-netdev")}/>

@@ -10,8 +10,9 @@ from guest.proc import BuildError, run
 
 SUITE = "bookworm"
 # Unpacked only (mmdebstrap's extract variant): no Essential set, no dpkg run, ~3 s. busybox-static
-# supplies the shell, udhcpc, acpid and every other tool /init uses; grpcio's wheel links libstdc++.
-PACKAGES = ("python3", "busybox-static", "libstdc++6")
+# supplies the shell, udhcpc, acpid and every other tool /init uses; grpcio's wheel links libstdc++; the agent
+# measures and quotes through tpm2-tools (agent/tpm.py), which brings the TSS libraries.
+PACKAGES = ("python3", "busybox-static", "libstdc++6", "tpm2-tools")
 PYTHON_TARGET = "usr/lib/python3/dist-packages"  # on Debian python3's sys.path without PYTHONPATH
 APP_DIR = "opt/cocos"
 GUEST_PYTHON = "3.11"  # bookworm's python3: cp311 wheels
@@ -62,6 +63,22 @@ STRIP_GLOBS = (
     f"usr/lib/python{GUEST_PYTHON}/lib-dynload/_dbm*",
     "usr/lib/x86_64-linux-gnu/libsqlite3*",
     "usr/lib/x86_64-linux-gnu/libdb-*",
+    # What tpm2-tools' dependencies bring and the agent never runs: udev (through tpm-udev), the FAPI tools and
+    # libraries (only tpm2_* are used; they link ESAPI), account and PAM tools, debconf.
+    "lib/udev",
+    "lib/systemd",
+    "bin/udevadm",
+    "usr/bin/tss2*",
+    "usr/lib/x86_64-linux-gnu/libtss2-fapi*",
+    "usr/lib/x86_64-linux-gnu/libcurl.so*",
+    "usr/lib/x86_64-linux-gnu/libjson-c*",
+    "sbin/*",
+    "usr/sbin/*",
+    "lib/x86_64-linux-gnu/security",
+    "usr/bin/debconf*",
+    "usr/share/perl5",
+    "usr/share/bash-completion",
+    *(f"usr/bin/{tool}" for tool in ("chage", "chfn", "chsh", "expiry", "gpasswd", "passwd")),
 )
 
 
@@ -172,6 +189,10 @@ def compile_bytecode(root: Path) -> None:
 
 
 def smoke_test(root: Path) -> None:
-    """Import gRPC and our stubs with the guest's python: a missing library fails the build, not the boot."""
-    code = "import grpc, google.protobuf, grpc_health.v1.health, cocos_pb.agent_pb2_grpc"
+    """Import gRPC and our stubs with the guest's python, and start tpm2-tools: a library missing (or stripped)
+    fails the build, not the boot."""
+    code = "import grpc, google.protobuf, grpc_health.v1.health, cocos_pb.agent_pb2_grpc, cocos_pb.agent_v1_pb2_grpc"
     run(["chroot", str(root), "/bin/sh", "-c", f"cd /{APP_DIR} && /usr/bin/python3 -c '{code}'"])
+    for tool in ("tpm2_pcrreset", "tpm2_pcrextend", "tpm2_createprimary", "tpm2_readpublic", "tpm2_quote",
+                 "tpm2_flushcontext"):
+        run(["chroot", str(root), f"/usr/bin/{tool}", "--version"])

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from cocos_pb import agent_pb2, agent_pb2_grpc
+from cocos_pb import agent_pb2, agent_pb2_grpc, agent_v1_pb2, agent_v1_pb2_grpc
 
 log = logging.getLogger("manager_api.agent")
 
@@ -76,6 +76,7 @@ class AgentClient:
         self._state = grpc.ChannelConnectivity.IDLE
         self._channel: grpc.Channel | None = None
         self._stub: agent_pb2_grpc.AgentServiceStub | None = None
+        self._v1_stub: agent_v1_pb2_grpc.AgentServiceStub | None = None
 
     def _get_stub(self) -> agent_pb2_grpc.AgentServiceStub:
         with self._lock:
@@ -86,6 +87,7 @@ class AgentClient:
                 self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
                 self._channel.subscribe(self._connectivity, try_to_connect=False)
                 self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+                self._v1_stub = agent_v1_pb2_grpc.AgentServiceStub(self._channel)
             return self._stub
 
     def _connectivity(self, state: grpc.ChannelConnectivity) -> None:
@@ -102,7 +104,7 @@ class AgentClient:
 
     def close(self) -> None:
         with self._lock:
-            channel, self._channel, self._stub = self._channel, None, None
+            channel, self._channel, self._stub, self._v1_stub = self._channel, None, None, None
             self._closed = True
         if channel is not None:
             channel.unsubscribe(self._connectivity)
@@ -124,14 +126,20 @@ class AgentClient:
         """The run's result; the agent runs the algorithm on the first call, so allow `wait` seconds for it."""
         return self._call("Result", agent_pb2.ResultRequest(), "the result request", extra=wait).file
 
-    def _call(self, method: str, request: Any, what: str, extra: float = 0.0) -> Any:
+    def vtpm_attestation(self, nonce: bytes) -> agent_v1_pb2.VtpmQuote:
+        """cocos.agent.v1 Attestation of type VTPM: the TPM quote with `nonce` and the computation's measurements."""
+        request = agent_v1_pb2.AttestationRequest(type=agent_v1_pb2.ATTESTATION_TYPE_VTPM, vtpm_nonce=nonce)
+        return self._call("Attestation", request, "the attestation request", v1=True).vtpm
+
+    def _call(self, method: str, request: Any, what: str, extra: float = 0.0, v1: bool = False) -> Any:
         """One RPC that waits up to retry_total for the agent to be reachable; AgentError on any failure.
 
         Deadline: retry_total (reaching the agent) + the call timeout + extra (a Result's ttl). DEADLINE_EXCEEDED
         while the channel never became ready means the agent was unreachable (503); once connected it is the
         agent's own answer.
         """
-        rpc = getattr(self._get_stub(), method)
+        stub = self._get_stub()
+        rpc = getattr(self._v1_stub if v1 else stub, method)
         start = time.monotonic()
         try:
             return rpc(request, timeout=self.retry_total + self.timeout + extra, wait_for_ready=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import bottle
 
-from manager_api import jobs, runs, schemas
+from manager_api import attestation, jobs, runs, schemas
 from manager_api.domains import check_domain_name
 from manager_api.errors import check_json, check_text
 from manager_api.metrics import CONTENT_TYPE
@@ -56,6 +56,7 @@ def _routes(app: bottle.Bottle, s: Services) -> None:
     app.route("/runs/<run_id>/algorithm", "POST", lambda run_id: upload(s, run_id, runs.ALGORITHM))
     app.route("/runs/<run_id>/datasets", "POST", lambda run_id: upload(s, run_id, runs.DATASET))
     app.route("/runs/<run_id>/result", "GET", lambda run_id: result(s, run_id))
+    app.route("/runs/<run_id>/attestation", "POST", lambda run_id: attest(s, run_id))
     app.route("/jobs", "GET", lambda: json_response(200, {"jobs": [j.to_dict() for j in s.store.list()]}))
     app.route("/jobs/<job_id>", "GET", lambda job_id: json_response(200, _job(s, job_id).to_dict()))
     app.route("/jobs/<job_id>", "DELETE", lambda job_id: cancel_job(s, job_id))
@@ -217,6 +218,21 @@ def result(s: Services, run_id: str) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(body=file, status=200, headers={
         "Content-Type": OCTET_STREAM, "Content-Length": str(len(file)), "X-Request-Id": request_id(),
         "Content-Disposition": f'attachment; filename="result-{run_id}"'})
+
+
+def attest(s: Services, run_id: str) -> bottle.HTTPResponse:
+    """The run's vTPM evidence and verdict; body optional: {"nonce": "<hex>"}, else the manager draws one."""
+    nonce = None
+    if bottle.request.content_length or bottle.request.get_header("Transfer-Encoding"):
+        body = json_body(s.config.max_body_bytes)
+        if not isinstance(body, dict) or set(body) - {"nonce"}:
+            raise ApiError(400, 'body: expected {"nonce": "<hex>"} or no body', field="body")
+        if "nonce" in body:
+            try:
+                nonce = bytes.fromhex(body["nonce"])
+            except (TypeError, ValueError):
+                raise ApiError(400, "nonce: must be a hex string", field="nonce") from None
+    return json_response(200, attestation.attest_run(s.runs, run_id, nonce).to_dict())
 
 
 def _job(s: Services, job_id: str) -> jobs.Job:

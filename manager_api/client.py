@@ -53,6 +53,10 @@ class ManagerClient:
     def result(self, run_id: str) -> bytes:
         return self._send("GET", f"/runs/{run_id}/result")
 
+    def attest(self, run_id: str, nonce: bytes | None = None) -> dict:
+        """POST /runs/{id}/attestation: evidence and verdict; `nonce` None lets the manager draw one."""
+        return self._json("POST", f"/runs/{run_id}/attestation", None if nonce is None else {"nonce": nonce.hex()})
+
     def _json(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
         return json.loads(self._send(method, path, body, raw))
 

@@ -13,8 +13,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
-from manager_api import domain_view, grpc_runs, hosts, jobs, runs
+from cocos_pb import agent_v1_pb2, manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
+from manager_api import attestation, domain_view, grpc_runs, hosts, jobs, runs
 from manager_api.agent_client import AgentError
 from manager_api.domains import check_domain_name
 from manager_api.errors import Busy, Conflict, HostUnavailable, NoRoom, RequestError, check_text
@@ -222,6 +222,24 @@ class ManagerV1Service(manager_v1_pb2_grpc.ManagerServiceServicer):
     def GetResult(self, request, context):
         # Fetched before the first chunk is sent, so agent errors still become this call's status.
         return grpc_runs.result_chunks(self.s.runs.result(request.id))
+
+    @_guarded
+    def AttestRun(self, request, context):
+        answer = attestation.attest_run(self.s.runs, request.run_id, request.nonce or None)
+        e = answer.evidence
+        return manager_v1_pb2.RunAttestation(
+            run_id=answer.run_id, verified=answer.verdict.verified, nonce=answer.nonce,
+            nonce_from_client=answer.nonce_from_client,
+            checks=[manager_v1_pb2.AttestationCheck(name=c.name, ok=c.ok, detail=c.detail)
+                    for c in answer.verdict.checks],
+            expected_pcr=attestation.MEASUREMENT_PCR, expected_pcr_value=answer.verdict.expected_pcr,
+            expected_measurements=[agent_v1_pb2.Measurement(kind=k, sha256=d) for k, d in answer.expected],
+            evidence=agent_v1_pb2.VtpmQuote(
+                attest=e.attest, signature=e.signature, ak_public=e.ak_public, pcr_bank=e.pcr_bank,
+                pcrs=[agent_v1_pb2.PcrValue(index=i, value=v) for i, v in sorted(e.pcrs.items())],
+                measurement_pcr=e.measurement_pcr,
+                measurements=[agent_v1_pb2.Measurement(kind=k, sha256=d) for k, d in e.measurements]),
+            not_established=list(attestation.NOT_ESTABLISHED))
 
 
 class _Interceptor(grpc.ServerInterceptor):

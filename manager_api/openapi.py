@@ -93,6 +93,17 @@ PATHS = {
         "get": {"summary": "The result file; the first request runs the algorithm (up to the run's ttl)",
                 "responses": {"200": _ok("result bytes", {"type": "string", "format": "binary"},
                                          "application/octet-stream"), **_AGENT_ERRORS}}},
+    "/runs/{run_id}/attestation": {
+        "parameters": [_path_param("run_id")],
+        "post": {"summary": "The run's vTPM quote for a fresh nonce, and the manager's verdict on it",
+                 "description": "Body optional: {\"nonce\": \"<hex, 16 to 32 bytes>\"}; without it the manager "
+                                "draws 32 random bytes. 200 whatever the verdict (`verified`, `checks`); 409 when "
+                                "the agent has no TPM or the run was replaced. docs/ATTESTATION.md.",
+                 "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                     "type": "object", "additionalProperties": False,
+                     "properties": {"nonce": {"type": "string", "pattern": "^([0-9a-fA-F]{2}){16,32}$"}}}}}},
+                 "responses": {"200": _ok("evidence and verdict", {"$ref": "#/components/schemas/Attestation"}),
+                               **_AGENT_ERRORS}}},
     "/jobs": {"get": {"summary": "Known jobs", "responses": {"200": _ok("jobs")}}},
     "/jobs/{job_id}": {
         "parameters": [_path_param("job_id")],
@@ -137,6 +148,15 @@ COMPONENTS = {
             "algorithm": {"type": "string"}, "datasets": {"type": "array", "items": {"type": "string"}},
             "error": {"type": "string"}, "result_bytes": {"type": ["integer", "null"]},
             "superseded_by": {"type": "string"}}},
+        "Attestation": {"type": "object", "properties": {
+            "run": {"type": "string"}, "verified": {"type": "boolean"},
+            "nonce": {"type": "string", "description": "hex"}, "nonce_source": {"enum": ["client", "manager"]},
+            "checks": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"enum": ["signature", "nonce", "pcr_digest", "measurements"]}, "ok": {"type": "boolean"},
+                "detail": {"type": "string"}}}},
+            "expected": {"type": "object", "description": "PCR 23 recomputed from what the manager sent"},
+            "evidence": {"type": "object", "description": "the agent's quote: TPM structures in base64, PCRs in hex"},
+            "not_established": {"type": "array", "items": {"type": "string"}}}},
     },
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
 }

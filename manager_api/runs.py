@@ -7,6 +7,7 @@ older run are refused here with 409 instead of silently reaching the wrong compu
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -73,6 +74,9 @@ class Run:
     result_bytes: int | None = None
     superseded_by: str = ""
     losses: int = 0  # the agent connection's losses when the run was last known held (AgentClient.losses)
+    # What the agent measures into its TPM, as the manager sent it: ("manifest", sha256 of the computation bytes),
+    # then (kind, sha256) of each upload the agent accepted, in order. The attestation verdict replays it.
+    measurements: list[tuple[str, bytes]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "agent": self.agent, "domain": self.domain, "host": self.host,
@@ -109,6 +113,7 @@ class RunService:
         run = Run(id=str(uuid.uuid4()), name=fields["name"], agent=address, domain=domain,
                   ttl=int(fields.get("ttl") or 0), host=host)
         payload = json.dumps(build_computation(fields, run.id), separators=(",", ":")).encode()
+        run.measurements.append(("manifest", hashlib.sha256(payload).digest()))
         # Forwarding and recording happen under the address's lock, so "latest" is what the agent really holds.
         client = self.agents.get(address)
         with self.gate.enter(), self._address_lock(address):
@@ -126,14 +131,18 @@ class RunService:
 
     def upload(self, run_id: str, kind: str, content: bytes) -> str:
         """Forward an algorithm or dataset to the run's agent; returns the agent's content id (sha256)."""
-        run = self._usable(run_id)
+        run = self.usable(run_id)
         client = self.agents.get(run.agent)
-        with self.gate.enter():
+        # One upload at a time per agent, so the order recorded is the order the agent measured.
+        with self.gate.enter(), self._address_lock(run.agent):
+            self.usable(run_id)  # a newer Run may have replaced it while we waited
             try:
                 content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
             except AgentError as exc:
                 self._check_restart(run, client.losses, exc)
                 raise
+            with self._lock:
+                run.measurements.append((kind, hashlib.sha256(content).digest()))
         with self._lock:
             if kind == ALGORITHM:
                 run.algorithm = content_id
@@ -144,7 +153,7 @@ class RunService:
 
     def result(self, run_id: str) -> bytes:
         """The run's result; the agent runs the algorithm on the first request (up to the run's ttl)."""
-        run = self._usable(run_id)
+        run = self.usable(run_id)
         client = self.agents.get(run.agent)
         with self.gate.enter():
             with self._lock:
@@ -168,7 +177,7 @@ class RunService:
             self._move(run, COMPLETE)
         return file
 
-    def _usable(self, run_id: str) -> Run:
+    def usable(self, run_id: str) -> Run:
         """The run, if calls for it may go to its agent: not superseded, not lost, its host reachable."""
         run = self.get(run_id)
         if run.state == FAILED and run.error.startswith(AGENT_RESTARTED):
@@ -190,6 +199,16 @@ class RunService:
                          f"holds no computation (it keeps computations in memory only); start a new run ({exc})")
             self._move(run, FAILED)
         raise RequestError("id", run.error, status=409) from None
+
+    def vtpm_attestation(self, run_id: str, nonce: bytes) -> tuple[Any, list[tuple[str, bytes]]]:
+        """The agent's TPM quote for `nonce` (cocos.agent.v1.VtpmQuote) and what the manager sent for the run, taken
+        while no upload to that agent is in flight, so both describe the same moment."""
+        run = self.usable(run_id)
+        with self.gate.enter(), self._address_lock(run.agent):
+            self.usable(run_id)
+            quote = self.agents.get(run.agent).vtpm_attestation(nonce)
+            with self._lock:
+                return quote, list(run.measurements)
 
     def _record(self, run: Run) -> None:
         with self._lock:

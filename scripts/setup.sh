@@ -13,6 +13,7 @@ PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvi
           # (its osinfo data comes as a hard dependency), UEFI firmware for its firmware=efi variants and
           # swtpm for its emulated TPMs: without the last two libvirt cannot start those guests.
           virtinst ovmf swtpm swtpm-tools
+          tpm2-tools                      # vTPM: the agent's TPM code tested on a software TPM (swtpm)
           openssh-server python3-libvirt) # scripts/fleet.sh: each test hypervisor's sshd; the modules' Python there
 
 log() { printf 'setup: %s\n' "$*"; }

@@ -23,7 +23,9 @@ from tests.helpers import drop, drop_domain, drop_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 ISO = ROOT / "build" / "guest" / "cocos-guest.iso"
-WORK_ROOT = Path("/var/lib/cocos-test/e2e")
+# Engineers sharing one libvirtd run this at once under their own names: COCOS_E2E_PREFIX / COCOS_E2E_DIR.
+PREFIX = os.environ.get("COCOS_E2E_PREFIX", "ctest-e2e")
+WORK_ROOT = Path(os.environ.get("COCOS_E2E_DIR", "/var/lib/cocos-test/e2e"))
 URI = "qemu:///system"
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # our lookups of absent objects are expected
@@ -48,8 +50,10 @@ class Setting:
         return self.workdir / "img" / self.volume
 
 
-def prepare(prefix: str = "ctest-e2e") -> Setting:
-    """Write pool, volume and domain XML for a fresh domain into its own directory (the manager's XML dir)."""
+def prepare(prefix: str = PREFIX, tpm: bool = True) -> Setting:
+    """Write pool, volume and domain XML for a fresh domain into its own directory (the manager's XML dir).
+
+    tpm: the domain has libvirt's emulated TPM 2.0, so the agent measures the runs and can attest them."""
     tag = uuid.uuid4().hex[:8]
     workdir = WORK_ROOT / f"{prefix}-{tag}"
     setting = Setting(tag, workdir, workdir / "xml", f"{prefix}-pool-{tag}", f"{prefix}-{tag}.qcow2",
@@ -64,7 +68,7 @@ def prepare(prefix: str = "ctest-e2e") -> Setting:
         f"<volume><name>{setting.volume}</name><capacity unit='MiB'>64</capacity>"
         "<target><format type='qcow2'/></target></volume>\n")
     (setting.xml_dir / "dom.xml").write_text(guest.domain_xml(
-        setting.domain, iso, setting.port, setting.console, disk=setting.volume_path, disk_format="qcow2"))
+        setting.domain, iso, setting.port, setting.console, disk=setting.volume_path, disk_format="qcow2", tpm=tpm))
     return setting
 
 

@@ -42,7 +42,8 @@ def reference_agent(**overrides: object) -> Iterator[service.AgentServer]:
     os.makedirs(WORK_ROOT, exist_ok=True)
     os.chmod(WORK_ROOT, 0o755)
     work_dir = tempfile.mkdtemp(prefix="agent-", dir=WORK_ROOT)
-    config = replace(AgentConfig(host="127.0.0.1", port=0, work_dir=work_dir, python=PYTHON), **overrides)
+    config = replace(AgentConfig(host="127.0.0.1", port=0, work_dir=work_dir, python=PYTHON, tpm_tcti="none"),
+                     **overrides)
     server = service.start(config)
     try:
         yield server

@@ -1,12 +1,17 @@
-"""The whole loop on the real libvirtd: manager process → POST /domain → TCG guest boots the built ISO → the
-agent inside answers through the loopback forward → POST /run, uploads, result → errors → DELETE → nothing left.
+"""The whole loop on the real libvirtd: manager process → POST /domain → TCG guest (with libvirt's emulated TPM 2.0)
+boots the built ISO → the agent inside answers through the loopback forward → POST /run, uploads, result → the
+manager verifies the run's attestation with a fresh nonce (a wrong nonce, a tampered quote and a changed dataset
+fail) → errors → DELETE → nothing left.
 
 Select with `pytest -m e2e`. One guest at a time (2 shared cores); under 5 minutes here.
 """
 from __future__ import annotations
 
+import base64
+import dataclasses
 import time
 
+import grpc
 import pytest
 from run_support import (
     DATASET_A,
@@ -19,7 +24,9 @@ from run_support import (
     sha256,
 )
 
+from cocos_pb import agent_pb2, agent_pb2_grpc
 from guest.vm import wait_for_agent
+from manager_api import attestation
 from manager_api.client import ManagerClient, ManagerError
 
 e2e = pytest.importorskip("e2e_support")  # needs libvirt-python
@@ -77,6 +84,67 @@ def test_2_run_reaches_the_domains_agent_and_returns_the_result(loop):
     assert client.result(run_id) == EXPECTED
     assert client.run_status(run_id)["state"] == "complete"
     print(f"run to result in the guest: {time.monotonic() - started:.1f} s")
+
+
+def evidence_of(answer: dict) -> attestation.Evidence:
+    """The evidence of a POST /runs/{id}/attestation answer, as the verifier takes it."""
+    raw = answer["evidence"]
+    return attestation.Evidence(
+        base64.b64decode(raw["attest"]), base64.b64decode(raw["signature"]), base64.b64decode(raw["ak_public"]),
+        raw["pcr_bank"], {int(i): bytes.fromhex(v) for i, v in raw["pcrs"].items()}, raw["measurement_pcr"],
+        [(m["kind"], bytes.fromhex(m["sha256"])) for m in raw["measurements"]])
+
+
+def test_2b_the_guests_tpm_attests_the_run_and_a_wrong_nonce_or_a_tampered_quote_fails(loop):
+    _, _, client = loop
+    run_id = full_run(client, SUM_ALGORITHM)
+    assert client.result(run_id) == EXPECTED
+    started = time.monotonic()
+    answer = client.attest(run_id)
+    print(f"attestation (quote in the guest's vTPM, verdict): {time.monotonic() - started:.2f} s")
+    assert answer["verified"] is True, answer["checks"]
+    assert answer["nonce_source"] == "manager" and answer["evidence"]["pcrs"]["23"] == answer["expected"]["value"]
+    expected = [(m["kind"], bytes.fromhex(m["sha256"])) for m in answer["expected"]["measurements"]]
+    nonce, evidence = bytes.fromhex(answer["nonce"]), evidence_of(answer)
+    assert attestation.verify(evidence, nonce, expected).verified  # the same verdict, recomputed here
+    replayed = attestation.verify(evidence, bytes(32), expected)  # an old quote offered for a new nonce
+    assert [c.name for c in replayed.checks if not c.ok] == ["nonce"]
+    flipped = bytearray(evidence.attest)
+    flipped[-40] ^= 1
+    tampered = attestation.verify(dataclasses.replace(evidence, attest=bytes(flipped)), nonce, expected)
+    assert "signature" in [c.name for c in tampered.checks if not c.ok]
+    again = client.attest(run_id, nonce=b"c" * 16)  # a client's nonce: the quote is fresh for the client
+    assert again["verified"] is True and again["nonce"] == (b"c" * 16).hex()
+
+
+def test_2c_a_dataset_changed_behind_the_managers_back_fails_the_verdict(loop):
+    setting, _, client = loop
+    run_id = client.run(run_body())
+    client.upload_algorithm(run_id, SUM_ALGORITHM)
+    client.upload_dataset(run_id, DATASET_A)
+    with grpc.insecure_channel(f"127.0.0.1:{setting.port}") as channel:  # straight to the agent, not via the manager
+        agent_pb2_grpc.AgentServiceStub(channel).Data(agent_pb2.DataRequest(dataset=b"99,99\n"), timeout=30)
+    answer = client.attest(run_id)
+    assert answer["verified"] is False
+    failed = {c["name"]: c["detail"] for c in answer["checks"] if not c["ok"]}
+    assert list(failed) == ["measurements"], failed
+    assert "the agent reports 4 measurements, the manager sent 3" in failed["measurements"]
+
+
+TPM_PROBE = b"""import os
+try:
+    os.close(os.open("/dev/tpmrm0", os.O_RDWR))
+    verdict = "opened"
+except OSError as exc:
+    verdict = type(exc).__name__
+open(os.environ["RESULT_PATH"], "w").write(verdict)
+"""
+
+
+def test_2d_an_algorithm_cannot_open_the_tpm(loop):
+    # The agent's measurements are only worth something if the algorithm cannot reset PCR 23 or extend it.
+    _, _, client = loop
+    assert client.result(full_run(client, TPM_PROBE)) == b"PermissionError"
 
 
 def test_3_failing_algorithm_is_422_with_its_stderr(loop):

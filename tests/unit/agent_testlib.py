@@ -87,7 +87,8 @@ def make_work_dir() -> str:
 @contextmanager
 def running_agent(**overrides: Any) -> Iterator[Agent]:
     work_dir = make_work_dir()
-    defaults = AgentConfig(host="127.0.0.1", port=0, work_dir=work_dir, python=PYTHON)
+    # No TPM unless a test gives one (tpm_tcti of a software TPM): the host's own TPM, if any, is not ours to extend.
+    defaults = AgentConfig(host="127.0.0.1", port=0, work_dir=work_dir, python=PYTHON, tpm_tcti="none")
     server = service.start(replace(defaults, **overrides))
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     try:

@@ -2,13 +2,17 @@
 
 import ctypes
 import os
+import subprocess
+import sys
 
 import grpc
 import pytest
 from agent_testlib import manifest, rpc_error, running_agent
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent import attestation
+from agent import attestation, service
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_ioctl_numbers_match_the_kernel_headers():
@@ -18,6 +22,13 @@ def test_ioctl_numbers_match_the_kernel_headers():
     assert ctypes.sizeof(attestation.TdxReportRequest) == 1088
     assert attestation.SNP_GET_REPORT == 0xC0205300
     assert attestation.TDX_CMD_GET_REPORT0 == 0xC4405401
+
+
+def test_the_service_pads_report_data_to_the_devices_length_and_imports_ctypes_only_when_asked():
+    assert service.REPORT_DATA_LEN == attestation.REPORT_DATA_LEN == 64
+    probe = "import sys; import agent.service; print('ctypes' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=ROOT).stdout.strip() == "False"
 
 
 def test_absent_devices_give_failed_precondition(tmp_path):
@@ -52,10 +63,10 @@ def test_device_selection_issues_the_matching_ioctl(tmp_path, present, ioctl):
         assert error.details().startswith(f"{ioctl} on {paths[present[0]]} failed: Inappropriate ioctl for device")
 
 
-def test_health_reports_serving_for_the_server_and_the_agent_service():
+def test_health_reports_serving_for_the_server_and_both_agent_services():
     with running_agent() as agent:
         health = health_pb2_grpc.HealthStub(agent.channel)
-        for service in ("", "agent.AgentService"):
+        for service in ("", "agent.AgentService", "cocos.agent.v1.AgentService"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         error = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="nope"))

@@ -97,10 +97,13 @@ def test_init_loads_modules_in_dependency_order():
     assert [m for m in listed if m in virtio_order] == virtio_order
 
 
-def test_init_prints_marker_after_network_and_before_agent():
+def test_init_prints_marker_after_network_and_starts_agent_before_it_in_the_background():
     body = _init().split("\nmount_filesystems\n", 1)[1]  # the main sequence, after the functions
     steps = [line.strip() for line in body.splitlines() if line.strip()]
-    assert steps.index("bring_up_network") < steps.index(f'echo "{guest.MARKER}"') < steps.index("supervise_agent")
+    # The marker still means "network up"; the agent starts earlier, in parallel, once its environment is read.
+    assert steps.index("load_agent_env") < steps.index("supervise_agent &") < steps.index("bring_up_network")
+    assert steps.index("bring_up_network") < steps.index(f'echo "{guest.MARKER}"')
+    assert steps[-1] == "while :; do sleep 3600; done"  # PID 1 never exits
     assert guest.AGENT_MISSING_MARKER in _init()
 
 
@@ -169,9 +172,17 @@ def test_domain_xml_is_valid_for_libvirt(tmp_path):
     validator = shutil.which("virt-xml-validate")
     if not validator:
         pytest.skip("virt-xml-validate not installed (libvirt-clients)")
-    path = tmp_path / "dom.xml"
-    path.write_text(guest.domain_xml("ctest-guest-x", "/x.iso", 47001, "/c.log", disk="/d.raw"))
-    subprocess.run([validator, str(path), "domain"], check=True, capture_output=True)
+    for tpm in (False, True):
+        path = tmp_path / "dom.xml"
+        path.write_text(guest.domain_xml("ctest-guest-x", "/x.iso", 47001, "/c.log", disk="/d.raw", tpm=tpm))
+        subprocess.run([validator, str(path), "domain"], check=True, capture_output=True)
+
+
+def test_domain_xml_has_an_emulated_tpm_only_when_asked(tmp_path):
+    assert _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log")).find("devices/tpm") is None
+    tpm = _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log", tpm=True)).find("devices/tpm")
+    assert tpm.get("model") == "tpm-crb"
+    assert tpm.find("backend").attrib == {"type": "emulator", "version": "2.0"}
 
 
 def test_cached_build_is_returned_without_building(tree, monkeypatch):

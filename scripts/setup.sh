@@ -8,7 +8,9 @@ ROOT=$PWD
 # Debian packages the host needs: the hypervisor, its clients, and what the guest image builder uses.
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           dnsmasq-base mmdebstrap cpio xorriso busybox-static python3-venv
-          isolinux syslinux-common zstd)  # guest/: BIOS boot loader for the ISO, initramfs compression
+          isolinux syslinux-common zstd  # guest/: BIOS boot loader for the ISO, initramfs compression
+          ovmf swtpm swtpm-tools  # UEFI firmware (libvirt auto-selects it) and the emulated TPM's backend
+          libxml2-utils)  # xmllint, which virt-xml-validate runs
 
 log() { printf 'setup: %s\n' "$*"; }
 

@@ -15,7 +15,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from . import domain_carry, domain_compare, domain_xml
+from . import domain_carry, domain_compare, domain_xml, domcaps
 from .common import (
     LibvirtModuleError,
     from_libvirt,
@@ -154,6 +154,8 @@ class DomainManager:
         self.name: str = self.params["name"]
         self.what = f"domain {self.name}"
         self._caps: str | None = None
+        # VIR_DOMAIN_START_RESET_NVRAM when the UEFI varstore was made for other firmware (domain_xml.nvram_stale)
+        self.start_flags = 0
 
     # -- desired definition --
 
@@ -257,6 +259,8 @@ class DomainManager:
             raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
                                      "(memory, disks, ...) to define it")
         plan = self.plan(dom, desired, current_xml)
+        if desired is not None and {"define", "redefine"} & set(plan["actions"]):
+            domcaps.check(self.conn, desired, self.what)  # UEFI/TPM/launch security the host lacks: define nothing
         if not self.check_mode and plan["actions"]:
             dom = self.execute(dom, desired, plan)
         return self._result(dom, desired, plan)
@@ -311,8 +315,14 @@ class DomainManager:
         if "redefine" in plan["actions"]:
             return True
         live = ET.fromstring(dom.XMLDesc(0))
-        differs, _, _ = domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)
+        self._note_nvram(live, desired)
+        differs, _, _ = domain_compare.compare(live, domain_xml.live_form(without_current_memory(desired)), self.what,
+                                               self.machine_alias)
         return differs
+
+    def _note_nvram(self, before: ET.Element, desired: ET.Element) -> None:
+        if domain_xml.nvram_stale(before, desired):
+            self.start_flags |= getattr(libvirt, "VIR_DOMAIN_START_RESET_NVRAM", 0)
 
     def _run_step(self, run_state: str) -> str | None:
         target = self.params["state"]
@@ -363,6 +373,8 @@ class DomainManager:
 
     def _define(self, desired: ET.Element, current_xml: str | None) -> Any:
         self._make_log_dirs(desired)
+        if current_xml:
+            self._note_nvram(ET.fromstring(current_xml), desired)
         text = domain_xml.to_text(keep_identity(desired, current_xml))
         try:
             return self.conn.defineXML(text)
@@ -391,9 +403,9 @@ class DomainManager:
 
     def _do(self, dom: Any, action: str) -> None:
         if action == "start":
-            dom.create()
+            dom.createWithFlags(self.start_flags)
         elif action == "start_paused":
-            start_paused(dom)
+            start_paused(dom, self.start_flags)
         elif action == "resume":
             dom.resume()
         elif action == "wakeup":
@@ -448,9 +460,9 @@ class DomainManager:
         if state_name(dom) in ACTIVE:
             self._shutdown(dom, force=True)
         if into == "paused":
-            start_paused(dom)
+            start_paused(dom, self.start_flags)
         else:
-            dom.create()
+            dom.createWithFlags(self.start_flags)
         self._wait_settled(dom, "start_paused" if into == "paused" else "start")
 
     # -- absent --
@@ -591,12 +603,12 @@ def undefine(dom: Any) -> None:
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
-def start_paused(dom: Any) -> None:
+def start_paused(dom: Any, flags: int = 0) -> None:
     """Start without running a single guest instruction; drivers without the flag start, then pause."""
     try:
-        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED | flags)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
-        dom.create()
+        dom.createWithFlags(flags)
         dom.suspend()

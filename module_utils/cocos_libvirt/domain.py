@@ -73,6 +73,14 @@ def is_local(uri: str) -> bool:
     return not urllib.parse.urlparse(uri).netloc
 
 
+def auto_domain_type(uri: str, caps_xml: str) -> str:
+    """`auto`: kvm or qemu for a connection (caps_xml: its virConnectGetCapabilities document)."""
+    caps_kvm = caps_offer_kvm(caps_xml)
+    if not is_local(uri):
+        return "kvm" if caps_kvm else "qemu"  # /dev/kvm of this host says nothing about a remote one
+    return pick_domain_type(kvm_device_usable(), kvm_pvm_loaded(), caps_kvm)
+
+
 # ---- reading facts -----------------------------------------------------------------------------
 
 
@@ -208,10 +216,7 @@ class DomainManager:
         return self._caps
 
     def auto_domain_type(self) -> str:
-        caps_kvm = caps_offer_kvm(self.capabilities())
-        if not is_local(self.params.get("uri") or ""):
-            return "kvm" if caps_kvm else "qemu"  # /dev/kvm of this host says nothing about a remote one
-        return pick_domain_type(kvm_device_usable(), kvm_pvm_loaded(), caps_kvm)
+        return auto_domain_type(self.params.get("uri") or "", self.capabilities())
 
     def machine_alias(self, alias: str) -> str | None:
         return machine_aliases(self.capabilities()).get(alias)

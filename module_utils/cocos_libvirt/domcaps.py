@@ -170,7 +170,7 @@ def _launch_security_shortfalls(caps: ET.Element, kind: str) -> list[str]:
     ls = caps.find("features/launchSecurity")
     if ls is None:
         if kind != "sev":
-            reasons.append("no <launchSecurity> element (libvirt reports SEV-SNP and TDX there, from 10.5 on)")
+            reasons.append("no <launchSecurity> element (where libvirt lists SEV-SNP and TDX; added in libvirt 10.5)")
     elif supported(caps, "features/launchSecurity"):
         reasons.append(f"<launchSecurity><enum name='sectype'> lists {_listed(launch_security_types(caps))}")
     else:

@@ -9,6 +9,7 @@ ROOT=$PWD
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           dnsmasq-base mmdebstrap cpio xorriso busybox-static python3-venv
           isolinux syslinux-common zstd  # guest/: BIOS boot loader for the ISO, initramfs compression
+          mtools  # guest/: the ISO's FAT image for UEFI boot (shim and GRUB come from apt-get download)
           ovmf swtpm swtpm-tools  # UEFI firmware (libvirt auto-selects it) and the emulated TPM's backend
           libxml2-utils)  # xmllint, which virt-xml-validate runs
 

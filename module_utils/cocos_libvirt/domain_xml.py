@@ -532,34 +532,21 @@ def firmware(root: ET.Element) -> dict[str, Any]:
 
 def live_form(desired: ET.Element) -> ET.Element:
     """The desired definition as libvirt shows it while the domain runs: firmware auto-selection
-    (<os firmware='efi'>) is resolved into <loader> and <nvram> at start and the attribute is gone."""
+    (<os firmware='efi'>) is resolved at start into a pflash <loader> (and <nvram>), the attribute gone."""
     out = copy.deepcopy(desired)
     os_elem = out.find("os")
-    if os_elem is not None:
-        os_elem.attrib.pop("firmware", None)
+    if os_elem is not None and os_elem.attrib.pop("firmware", None) == "efi" and os_elem.find("loader") is None:
+        after = [c.tag for c in os_elem].index("firmware") + 1 if os_elem.find("firmware") is not None else 1
+        os_elem.insert(after, ET.Element("loader", {"type": "pflash"}))
     return out
 
 
 def nvram_stale(before: ET.Element, after: ET.Element) -> bool:
-    """Whether a UEFI domain's NVRAM (made from its old firmware's varstore template) no longer fits.
+    """Whether a domain that boots UEFI after a change may find an NVRAM made for other firmware.
 
-    libvirt creates the varstore from the firmware's template once and keeps it; a domain whose
-    Secure Boot choice changed would boot the new firmware with the old variables (Microsoft's keys
-    enrolled, or none). The manager then starts it with VIR_DOMAIN_START_RESET_NVRAM.
+    libvirt creates the varstore from the firmware's template once and keeps it, also across
+    redefinitions (a BIOS interlude included); a domain whose Secure Boot choice changed would boot the
+    new firmware with the old variables (Microsoft's keys enrolled, or none). The manager then starts it
+    with VIR_DOMAIN_START_RESET_NVRAM, which also just creates a varstore that does not exist yet.
     """
-    return uses_efi(before) and firmware(before) != firmware(after)
-
-
-def tpm(root: ET.Element) -> dict[str, Any] | None:
-    """{model, backend, version} of the first TPM device, None without one."""
-    elem = root.find("devices/tpm")
-    if elem is None:
-        return None
-    backend = elem.find("backend")
-    return {"model": elem.get("model"), "backend": backend.get("type") if backend is not None else None,
-            "version": backend.get("version") if backend is not None else None}
-
-
-def launch_security_type(root: ET.Element) -> str | None:
-    elem = root.find("launchSecurity")
-    return elem.get("type") if elem is not None else None
+    return uses_efi(after) and firmware(before) != firmware(after)

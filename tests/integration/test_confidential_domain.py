@@ -146,3 +146,11 @@ def test_secure_boot_on_i440fx_fails_naming_the_loader_enum(name):
     result = run_module("libvirt_domain", args(name, machine="pc", secure_boot=True, tpm=None))
     assert result["failed"] and "<os><loader><enum name='secure'> offers 'no'" in result["msg"], result["msg"]
     assert name not in virsh("list", "--all", "--name").split()
+
+
+def test_back_to_bios_is_converged(name):
+    run_module("libvirt_domain", args(name, secure_boot=True))
+    results = four_times(args(name, firmware="bios", tpm={"model": "none"}, allow_restart=True, force_shutdown=True))
+    assert results[1]["actions"] == ["redefine", "restart"]
+    live, inactive = virsh("dumpxml", name), virsh("dumpxml", "--inactive", name)
+    assert "<loader" not in live and "firmware=" not in inactive and "<tpm" not in live

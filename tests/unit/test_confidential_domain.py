@@ -238,11 +238,12 @@ def test_policy_libvirt_spells_differently_is_not_a_change():
     assert domain_compare.compare(ET.fromstring(current), other, "x")[0]
 
 
-def test_nvram_is_stale_only_when_a_uefi_domain_changes_its_secure_boot_choice():
+def test_nvram_is_stale_when_a_domain_comes_to_uefi_with_another_secure_boot_choice():
     sb_on, sb_off = build(firmware="efi", secure_boot=True), build(firmware="efi")
     assert domain_xml.nvram_stale(sb_on, sb_off) and domain_xml.nvram_stale(sb_off, sb_on)
     assert not domain_xml.nvram_stale(sb_on, build(firmware="efi", secure_boot=True, memory="1GiB"))
-    assert not domain_xml.nvram_stale(build(), sb_on)  # BIOS has no NVRAM yet: libvirt makes a fresh one
+    assert domain_xml.nvram_stale(build(), sb_on)  # a varstore left from an earlier UEFI definition would be stale
+    assert not domain_xml.nvram_stale(sb_on, build())  # BIOS reads no varstore
     assert not domain_xml.nvram_stale(ET.fromstring(LIVE_EFI_SB), sb_on)  # live form reads the same
 
 
@@ -389,3 +390,13 @@ def test_validation_would_catch_a_foreign_field(tmp_path):
     ET.SubElement(root.find("launchSecurity"), "cbitpos").text = "51"
     with pytest.raises(subprocess.CalledProcessError):
         _validate(tmp_path, root)
+
+
+def test_going_back_to_bios_is_a_change_for_inactive_and_live_xml():
+    bios = build(tpm={}, memory="128MiB")
+    differs, before, _ = domain_compare.compare(ET.fromstring(INACTIVE_EFI_SB), bios, "x", q35)
+    assert differs and '<os firmware="efi">' in before
+    assert domain_compare.compare(ET.fromstring(LIVE_EFI_SB), domain_xml.live_form(bios), "x", q35)[0]  # <loader>
+    uefi = build(firmware="efi", secure_boot=True, tpm={}, memory="128MiB")
+    newer = LIVE_EFI_SB.replace("<os>", "<os firmware='efi'>")  # a libvirt that records the selection in the definition
+    assert not domain_compare.compare(ET.fromstring(newer), uefi, "x", q35)[0]

@@ -7,6 +7,7 @@ virsh and the files libvirt keeps.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from typing import Any
@@ -154,3 +155,29 @@ def test_back_to_bios_is_converged(name):
     assert results[1]["actions"] == ["redefine", "restart"]
     live, inactive = virsh("dumpxml", name), virsh("dumpxml", "--inactive", name)
     assert "<loader" not in live and "firmware=" not in inactive and "<tpm" not in live
+
+
+def test_shipped_dom_xml_converges_and_settles(name, tmp_path):
+    """xml/dom.xml (the builder's output for the demo VM), renamed onto our own pool, volume and ISO path."""
+    pool, area = f"{name}-pool", f"/var/lib/cocos-test/h6a/{name}"
+    os.makedirs(f"{area}/img", exist_ok=True)
+    virsh("pool-create-as", pool, "dir", "--target", f"{area}/img")
+    try:
+        virsh("vol-create-as", pool, "boot.img", "16M", "--format", "qcow2")
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "xml", "dom.xml"), encoding="utf-8") as handle:
+            xml = (handle.read().replace("QEmu-alpine-standard-x86_64", name).replace("virtimages", pool)
+                   .replace("/var/lib/cocos/log/", f"{area}/").replace("/var/lib/cocos/iso/", f"{area}/")
+                   .replace(":7020-", ":0-"))
+        results = [run_module("libvirt_domain", {"name": name, "uri": URI, "xml": xml}, check=check)
+                   for check in (True, False, False, True)]
+        assert [r["changed"] for r in results] == [True, True, False, False], [r.get("msg") for r in results]
+    finally:
+        conn = libvirt.open(URI)
+        try:
+            for dom in [d for d in conn.listAllDomains(0) if d.name() == name]:
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            conn.storagePoolLookupByName(pool).storageVolLookupByName("boot.img").delete(0)
+            conn.storagePoolLookupByName(pool).destroy()
+        finally:
+            conn.close()
+            shutil.rmtree(area, ignore_errors=True)

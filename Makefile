@@ -7,13 +7,16 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MOLECULE := MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: setup test unit integration collection collection-test molecule lint demo guest protos protos-check bench clean
+.PHONY: setup test unit integration collection collection-test molecule lint demo guest xml protos protos-check bench clean
 
 setup:                 ## Debian packages, .venv, running virtlogd + libvirtd (idempotent)
 	@bash scripts/setup.sh
 
 guest: setup           ## build the test guest ISO (cached by content hash)
 	$(PY) -m guest.build
+
+xml: setup             ## write xml/dom.xml from roles/alpine_vm and the library's builder (a unit test fails on drift)
+	$(PY) scripts/gen_dom_xml.py
 
 protos: setup          ## regenerate the gRPC stubs in cocos_pb/ from protos/
 	bash scripts/gen_protos.sh

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from guest import initramfs, iso, kernel, rootfs
+from guest import efi, initramfs, iso, kernel, rootfs
 from guest.cachekey import cache_key, guest_pins
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ def _key_extras() -> dict[str, str]:
         "kernel": kernel.KERNEL_METAPACKAGE,
         "modules": ",".join(kernel.MODULES),
         "cmdline": iso.KERNEL_CMDLINE,
+        "efi": ",".join(efi.PACKAGES),
     }
 
 
@@ -96,6 +97,7 @@ def _build(repo: Path, parts: Path, final: Path, key: str, refresh: bool) -> Non
     work = Path(tempfile.mkdtemp(dir=parts, prefix=".build-"))
     try:
         kernel_dir = kernel.fetch(parts, refresh)
+        efi_dir = efi.fetch(parts, refresh)
         steps.done("kernel")
         pins = guest_pins(repo / "requirements.txt")
         root = work / "root"
@@ -114,13 +116,14 @@ def _build(repo: Path, parts: Path, final: Path, key: str, refresh: bool) -> Non
         shutil.copyfile(kernel_dir / "vmlinuz", result / "vmlinuz")
         initramfs.pack(root, result / "initrd.img")
         steps.done("initramfs")
-        iso.make_iso(result / "vmlinuz", result / "initrd.img", result / "cocos-guest.iso", work)
+        iso.make_iso(result / "vmlinuz", result / "initrd.img", result / "cocos-guest.iso", work, efi_dir)
         steps.done("iso")
         manifest = {
             "key": key,
             "kernel": (kernel_dir / "release").read_text().strip(),
             "agent": has_agent,
             "cmdline": iso.KERNEL_CMDLINE,
+            "boot": ["bios", "efi"],
             "packages": list(rootfs.PACKAGES),
             "python_packages": pins,
             "sizes": {name: (result / name).stat().st_size for name in ("cocos-guest.iso", "vmlinuz", "initrd.img")},

@@ -1,59 +1,36 @@
 """The libvirt domain XML for the test guest under TCG, shared by tests, benchmarks and the demo.
 
-User networking through <qemu:commandline> because libvirt 9.0 here has no passt backend; the
-agent port is forwarded from 127.0.0.1 only, so nothing but the host's loopback can reach the guest.
+Built by the library's one domain XML builder (module_utils.cocos_libvirt.domain_xml), the same code
+libvirt_domain defines domains with, so names and paths are escaped and the result is what the module
+would converge to. User networking goes through <qemu:commandline> because libvirt 9.0 here has no
+passt backend; the agent port is forwarded from 127.0.0.1 only, so nothing but the host's loopback can
+reach the guest.
+
+Firmware: `bios` boots the ISO with SeaBIOS and isolinux from an IDE CD-ROM on the pc machine (as fast
+as TCG gets); `efi` boots it with OVMF (libvirt's firmware auto-selection) and GRUB from a SATA CD-ROM
+on q35, with or without Secure Boot. `tpm` adds an emulated TPM 2.0 (swtpm): `tpm-crb` or `tpm-tis`.
 """
 
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 from guest.contract import AGENT_PORT
 from guest.iso import KERNEL_CMDLINE
+from module_utils.cocos_libvirt import domain_xml as builder
 
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
-
-
-_TPM = """
-    <tpm model='tpm-crb'>
-      <backend type='emulator' version='2.0'/>
-    </tpm>"""
+FIRMWARES = ("bios", "efi")
 
 
-def _attr(value: object) -> str:
-    return quoteattr(str(value))
-
-
-def _os_block(kernel: Path | None, initrd: Path | None, cmdline: str | None) -> str:
-    """Direct kernel boot when a kernel is given (faster: no BIOS, no isolinux, same cmdline), else firmware boot."""
-    lines = ["<type arch='x86_64' machine='pc'>hvm</type>"]
-    if kernel:
-        lines.append(f"<kernel>{kernel}</kernel>")
-        if initrd:
-            lines.append(f"<initrd>{initrd}</initrd>")
-        lines.append(f"<cmdline>{cmdline or KERNEL_CMDLINE}</cmdline>")
-    return "\n    ".join(lines)
-
-
-def _disks(iso: Path | None, disk: Path | None, disk_format: str | None) -> str:
-    """The ISO on IDE first (SeaBIOS boots it), the optional disk second on virtio: it never takes the boot."""
-    parts = []
+def _disks(iso: Path | None, disk: Path | None, disk_format: str | None, efi: bool) -> list[dict]:
+    """The ISO first (boot order 1; IDE for SeaBIOS on pc, SATA on q35, which has no IDE), the optional
+    disk second on virtio: it never takes the boot."""
+    disks = []
     if iso:
-        parts.append(f"""<disk type='file' device='cdrom'>
-      <driver name='qemu' type='raw'/>
-      <source file={_attr(iso)}/>
-      <target dev='hdc' bus='ide'/>
-      <readonly/>
-      <boot order='1'/>
-    </disk>""")
+        disks.append({"device": "cdrom", "path": str(iso), "bus": "sata" if efi else "ide", "format": "raw",
+                      "boot_order": 1})
     if disk:
         fmt = disk_format or ("qcow2" if str(disk).endswith(".qcow2") else "raw")
-        parts.append(f"""<disk type='file' device='disk'>
-      <driver name='qemu' type={_attr(fmt)}/>
-      <source file={_attr(disk)}/>
-      <target dev='vda' bus='virtio'/>
-      <boot order='2'/>
-    </disk>""")
-    return "\n    ".join(parts)
+        disks.append({"device": "disk", "path": str(disk), "bus": "virtio", "format": fmt, "boot_order": 2})
+    return disks
 
 
 def domain_xml(
@@ -69,44 +46,31 @@ def domain_xml(
     kernel: str | Path | None = None,
     initrd: str | Path | None = None,
     cmdline: str | None = None,
-    tpm: bool = False,
+    firmware: str = "bios",
+    secure_boot: bool = False,
+    tpm: str | None = None,
 ) -> str:
-    """A `type='qemu'` domain booting the guest ISO (or kernel+initrd directly), serial console to
+    """A `type='qemu'` domain booting the guest ISO (or kernel+initrd directly), serial console logged to
     console_log, and 127.0.0.1:host_port forwarded to guest_port (the agent, 7002).
 
-    tpm=True adds an emulated TPM 2.0 (CRB interface, libvirt runs swtpm for it; formatdomain.html#tpm-device):
-    the agent measures computations into it."""
-    hostfwd = f"user,id=n0,hostfwd=tcp:127.0.0.1:{int(host_port)}-:{int(guest_port)}"
-    os_block = _os_block(Path(kernel) if kernel else None, Path(initrd) if initrd else None, cmdline)
-    disks = _disks(Path(iso) if iso else None, Path(disk) if disk else None, disk_format)
-    return f"""<domain type='qemu' xmlns:qemu='{QEMU_NS}'>
-  <name>{name}</name>
-  <memory unit='MiB'>{int(memory_mib)}</memory>
-  <vcpu>{int(vcpus)}</vcpu>
-  <os>
-    {os_block}
-  </os>
-  <features><acpi/><apic/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    {disks}
-    <serial type='file'>
-      <source path={_attr(console_log)}/>
-      <target port='0'/>
-    </serial>
-    <console type='file'>
-      <source path={_attr(console_log)}/>
-      <target type='serial' port='0'/>
-    </console>
-    <memballoon model='none'/>{_TPM if tpm else ""}
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value={_attr("-netdev")}/>
-    <qemu:arg value={_attr(hostfwd)}/>
-    <qemu:arg value={_attr("-device")}/>
-    <qemu:arg value={_attr("virtio-net-pci,netdev=n0,addr=0x10")}/>
-  </qemu:commandline>
-</domain>
-"""
+    firmware: bios or efi (q35, OVMF); secure_boot: with efi; tpm: None, tpm-crb or tpm-tis (TPM 2.0).
+    Raises LibvirtModuleError for options the builder refuses (e.g. secure_boot with bios).
+    """
+    if firmware not in FIRMWARES:
+        raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}, not {firmware!r}")
+    efi = firmware == "efi"
+    opts: dict = {
+        "memory": f"{int(memory_mib)}MiB",
+        "vcpus": int(vcpus),
+        "machine": "q35" if efi else "pc",
+        "firmware": firmware,
+        "secure_boot": secure_boot,
+        "tpm": {"model": tpm, "version": "2.0"} if tpm else None,
+        "disks": _disks(Path(iso) if iso else None, Path(disk) if disk else None, disk_format, efi),
+        "interfaces": [{"type": "user", "port_forwards": [
+            {"host_address": "127.0.0.1", "host_port": int(host_port), "guest_port": int(guest_port)}]}],
+        "serial_log": str(console_log),
+    }
+    if kernel:
+        opts.update(kernel=str(kernel), initrd=str(initrd) if initrd else None, cmdline=cmdline or KERNEL_CMDLINE)
+    return builder.to_text(builder.build(name, opts, "qemu", {})) + "\n"

@@ -1,8 +1,13 @@
-"""A BIOS-bootable ISO (isolinux, El Torito no-emulation) holding the kernel and the initramfs."""
+"""A BIOS- and UEFI-bootable ISO holding the kernel and the initramfs.
+
+Two El Torito boot entries: isolinux for BIOS (no-emulation), and a FAT image with shim and GRUB for
+UEFI (guest/efi.py). Both boot /boot/vmlinuz and /boot/initrd.img with KERNEL_CMDLINE.
+"""
 
 import shutil
 from pathlib import Path
 
+from guest import efi
 from guest.proc import run
 
 ISOLINUX = Path("/usr/lib/ISOLINUX")  # Debian package isolinux
@@ -29,10 +34,18 @@ def isolinux_cfg(cmdline: str = KERNEL_CMDLINE) -> str:
     )
 
 
-def make_iso(vmlinuz: Path, initrd: Path, out: Path, workdir: Path) -> None:
+EFI_IMAGE = "boot/grub/efi.img"  # the UEFI El Torito entry's FAT image, inside the ISO
+
+
+def make_iso(vmlinuz: Path, initrd: Path, out: Path, workdir: Path, efi_dir: Path) -> None:
+    """out: the ISO; efi_dir: BOOTX64.EFI and grubx64.efi (efi.fetch)."""
     tree = workdir / "iso"
     (tree / "isolinux").mkdir(parents=True)
-    (tree / "boot").mkdir()
+    (tree / "boot" / "grub").mkdir(parents=True)
+    (tree / ".disk").mkdir()
+    (tree / efi.DISK_INFO).write_text("Cocos test guest\n")
+    (tree / "boot" / "grub" / "grub.cfg").write_text(efi.grub_cfg(KERNEL_CMDLINE))
+    efi.fat_image(efi_dir, tree / EFI_IMAGE)
     shutil.copyfile(ISOLINUX / "isolinux.bin", tree / "isolinux" / "isolinux.bin")
     shutil.copyfile(SYSLINUX_BIOS / "ldlinux.c32", tree / "isolinux" / "ldlinux.c32")
     (tree / "isolinux" / "isolinux.cfg").write_text(isolinux_cfg())
@@ -58,6 +71,11 @@ def make_iso(vmlinuz: Path, initrd: Path, out: Path, workdir: Path) -> None:
             "-boot-load-size",
             "4",
             "-boot-info-table",
+            "-eltorito-alt-boot",
+            "-e",
+            EFI_IMAGE,
+            "-no-emul-boot",
+            "-isohybrid-gpt-basdat",
             "-isohybrid-mbr",
             str(ISOLINUX / "isohdpfx.bin"),
             str(tree),

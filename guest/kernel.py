@@ -26,7 +26,7 @@ MODULES = (
 )
 
 
-def _apt_download(package: str, dest: Path) -> Path:
+def apt_download(package: str, dest: Path) -> Path:
     """apt-get download into dest (from apt's configured sources); returns the .deb."""
     dest.mkdir(parents=True, exist_ok=True)
     # Sandbox user root: _apt cannot write into a root-owned cache directory.
@@ -53,10 +53,10 @@ def fetch(parts: Path, refresh: bool = False) -> Path:
     pointer = parts / "kernel" / "current"
     if pointer.exists() and not refresh:
         return (parts / "kernel" / pointer.read_text().strip()).resolve()
-    image = _image_package(_apt_download(KERNEL_METAPACKAGE, debs))
+    image = _image_package(apt_download(KERNEL_METAPACKAGE, debs))
     target = parts / "kernel" / image
     if not (target / "vmlinuz").exists():
-        _unpack(_apt_download(image, debs), target)
+        _unpack(apt_download(image, debs), target)
     pointer.write_text(image + "\n")
     return target
 

@@ -80,7 +80,8 @@ def wait_for_agent(port: int, timeout: float, address: str = "127.0.0.1") -> flo
 def start(conn, name: str, built: Guest, workdir: Path, direct: bool = False, **xml_options) -> RunningGuest:
     """Define and start `name` from copies of the build in workdir (libvirt relabels the files it boots).
 
-    direct=True boots vmlinuz + initrd.img without firmware, the ISO otherwise.
+    direct=True boots vmlinuz + initrd.img without firmware, the ISO otherwise. xml_options go to
+    guest.domain.domain_xml (e.g. firmware="efi", secure_boot=False, tpm="tpm-crb", memory_mib=256).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -114,14 +115,17 @@ def wait_for_shutoff(guest: RunningGuest, timeout: float) -> float:
 
 
 def remove(conn, name: str, workdir: Path) -> None:
-    """Destroy and undefine `name` if it exists, then delete its directory; safe to call twice."""
+    """Destroy and undefine `name` if it exists, with its NVRAM and TPM state, then delete its directory;
+    safe to call twice."""
     import libvirt
+
+    from module_utils.cocos_libvirt.domain import undefine
 
     try:
         dom = conn.lookupByName(name)
         if dom.isActive():
             dom.destroy()
-        dom.undefine()
+        undefine(dom)
     except libvirt.libvirtError:
         pass  # never defined, or already gone
     shutil.rmtree(workdir, ignore_errors=True)

@@ -200,6 +200,122 @@ options:
       - Governs the C(<serial>) and C(<console>) devices. An empty string means no serial port;
         omitted for an existing domain, they are left as they are.
     type: path
+  firmware:
+    description:
+      - V(bios) or V(efi) (UEFI), by libvirt's firmware auto-selection (C(<os firmware='efi'>)); libvirt
+        picks an installed firmware (OVMF) whose descriptor matches the machine and the Secure Boot choice.
+      - Governs the firmware part of the definition together with O(secure_boot), namely C(<os firmware>),
+        C(<os><firmware>), C(<loader>), C(<nvram>) and C(<features><smm>).
+      - V(bios) for a new domain when omitted (unless O(secure_boot=true), which means V(efi)); omitted
+        for an existing domain, left as it is.
+      - The host's domain capabilities must list V(efi) in C(<os><enum name='firmware'>), or nothing is
+        defined. V(efi) needs C(<features><acpi/>), which the module always writes.
+      - O(state=absent) removes the domain's NVRAM (UEFI variable store) with it.
+    type: str
+    choices: [bios, efi]
+  secure_boot:
+    description:
+      - UEFI Secure Boot, as the firmware features C(secure-boot) and C(enrolled-keys) (both on or both
+        off) plus C(<smm state='on'/>), which Secure Boot firmware needs. Always written explicitly;
+        left open, libvirt would pick the Secure Boot firmware with Microsoft's keys enrolled.
+      - V(true) implies O(firmware=efi); on this project's hosts Secure Boot firmware exists for q35
+        machines only (O(machine=q35)); the host's C(<os><loader><enum name='secure'>) must offer V(yes).
+      - V(false) for a new UEFI domain when omitted; omitted for an existing domain, left as it is.
+        V(false) on an existing BIOS domain keeps it BIOS.
+      - When the Secure Boot choice of an existing UEFI domain changes, the module starts it (state
+        V(running), or a restart) with a fresh NVRAM from the new firmware's template; started by
+        other means (C(virsh start)) it would keep the old variables until C(virsh start --reset-nvram).
+    type: bool
+  tpm:
+    description:
+      - An emulated TPM (C(swtpm)), C(<tpm model=...><backend type='emulator' version=.../></tpm>).
+        The host's C(<devices><tpm>) capabilities must list the model, the C(emulator) backend and
+        the version (libvirt lists the versions swtpm supports, so none without swtpm).
+      - O(tpm.model=none) removes the TPM; omitted for an existing domain, left as it is.
+      - O(state=absent) removes the TPM's state (C(/var/lib/libvirt/swtpm/<uuid>)) with the domain.
+    type: dict
+    suboptions:
+      model:
+        description: TPM interface; V(none) means no TPM.
+        type: str
+        choices: [tpm-crb, tpm-tis, none]
+        default: tpm-crb
+      version:
+        description: TPM version emulated.
+        type: str
+        choices: ["2.0"]
+        default: "2.0"
+  launch_security:
+    description:
+      - C(<launchSecurity>) (U(https://libvirt.org/formatdomain.html#launch-security)) for AMD SEV, AMD
+        SEV-SNP or Intel TDX guests. Each type takes only the fields libvirt defines for it; another
+        type's field is refused. V(none) removes launch security; omitted for an existing domain, left as it is.
+      - Before defining, the host's domain capabilities must offer the type (C(<sev supported='yes'>) for
+        V(sev); C(<launchSecurity>) with the C(sectype) value for V(sev-snp) and V(tdx), reported by
+        libvirt 10.5 and later). Otherwise the task fails naming that element and defines nothing.
+      - The guest needs UEFI firmware built for the technology (O(firmware=efi); libvirt selects it).
+    type: dict
+    suboptions:
+      type:
+        description: Technology.
+        type: str
+        required: true
+        choices: [sev, sev-snp, tdx, none]
+      policy:
+        description:
+          - Guest policy, a number or a hex string (V(0x0003)); required for V(sev) (32 bits), 64 bits
+            for V(sev-snp) (e.g. V(0x30000)) and V(tdx) (e.g. V(0x10000000)).
+        type: str
+      cbitpos:
+        description: V(sev), V(sev-snp) C(<cbitpos>), the C-bit position (libvirt takes the host's when omitted).
+        type: int
+      reduced_phys_bits:
+        description: V(sev), V(sev-snp) C(<reducedPhysBits>) (libvirt takes the host's when omitted).
+        type: int
+      kernel_hashes:
+        description: V(sev), V(sev-snp) attribute C(kernelHashes) (measure direct-boot kernel, initrd, cmdline).
+        type: bool
+      dh_cert:
+        description: V(sev) C(<dhCert>), the guest owner's base64 Diffie-Hellman key.
+        type: str
+      session:
+        description: V(sev) C(<session>), the base64 session blob.
+        type: str
+      author_key:
+        description: V(sev-snp) attribute C(authorKey) (O(launch_security.id_auth) holds an author key).
+        type: bool
+      vcek:
+        description: V(sev-snp) attribute C(vcek) (whether the guest may use the VCEK for reports).
+        type: bool
+      guest_visible_workarounds:
+        description: V(sev-snp) C(<guestVisibleWorkarounds>), base64 of 16 bytes.
+        type: str
+      id_block:
+        description: V(sev-snp) C(<idBlock>), base64 of the 96-byte ID block.
+        type: str
+      id_auth:
+        description: V(sev-snp) C(<idAuth>), base64 of the 4096-byte ID authentication structure.
+        type: str
+      host_data:
+        description: V(sev-snp) C(<hostData>), base64 of 32 bytes the guest sees in its reports.
+        type: str
+      mr_config_id:
+        description: V(tdx) C(<mrConfigId>), base64 of 48 bytes.
+        type: str
+      mr_owner:
+        description: V(tdx) C(<mrOwner>), base64 of 48 bytes.
+        type: str
+      mr_owner_config:
+        description: V(tdx) C(<mrOwnerConfig>), base64 of 48 bytes.
+        type: str
+      quote_generation_service:
+        description: V(tdx) C(<quoteGenerationService>); O(launch_security.quote_generation_service.path)
+          is the QGS socket (libvirt's default when omitted).
+        type: dict
+        suboptions:
+          path:
+            description: Unix socket of the Quote Generation Service.
+            type: path
   autostart:
     description: Start the domain with libvirtd. Unset leaves it as it is.
     type: bool
@@ -268,6 +384,28 @@ EXAMPLES = r"""
     name: cocos-vm-2
     xml: "{{ lookup('ansible.builtin.file', 'cocos-vm-2.xml') }}"
 
+# UEFI without Secure Boot and a TPM 2.0 (swtpm): checked against the host's domain capabilities.
+- name: A UEFI guest with an emulated TPM
+  libvirt_domain:
+    name: cocos-vm-3
+    state: running
+    memory: 1GiB
+    machine: q35
+    firmware: efi
+    secure_boot: false
+    tpm: {model: tpm-crb, version: "2.0"}
+    disks:
+      - {device: cdrom, path: /var/lib/cocos/iso/cocos-guest.iso, boot_order: 1}
+
+# On a host without SEV-SNP this fails, naming the capability element, and defines nothing.
+- name: An SEV-SNP guest
+  libvirt_domain:
+    name: cocos-snp-1
+    memory: 2GiB
+    machine: q35
+    firmware: efi
+    launch_security: {type: sev-snp, policy: "0x30000"}
+
 - name: Gone, with its disk volumes
   libvirt_domain:
     name: cocos-vm-1
@@ -320,7 +458,8 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.cocos_libvirt.common import COMMON_ARGS, run_module  # noqa: E402
 from ansible.module_utils.cocos_libvirt.domain import DomainManager  # noqa: E402
 
-STRUCTURED = ["domain_type", "memory", "vcpus", "machine", "disks", "boot", "interfaces", "serial_log"]
+STRUCTURED = ["domain_type", "memory", "vcpus", "machine", "disks", "boot", "interfaces", "serial_log", "firmware",
+              "secure_boot", "tpm", "launch_security"]
 
 PORT_FORWARD = {
     "host_address": {"type": "str", "default": "127.0.0.1"},
@@ -349,6 +488,31 @@ INTERFACE = {
     "port_forwards": {"type": "list", "elements": "dict", "options": PORT_FORWARD},
 }
 
+TPM = {
+    "model": {"type": "str", "choices": ["tpm-crb", "tpm-tis", "none"], "default": "tpm-crb"},
+    "version": {"type": "str", "choices": ["2.0"], "default": "2.0"},
+}
+
+LAUNCH_SECURITY = {
+    "type": {"type": "str", "required": True, "choices": ["sev", "sev-snp", "tdx", "none"]},
+    "policy": {"type": "str"},
+    "cbitpos": {"type": "int"},
+    "reduced_phys_bits": {"type": "int"},
+    "kernel_hashes": {"type": "bool"},
+    "dh_cert": {"type": "str"},
+    "session": {"type": "str", "no_log": True},
+    "author_key": {"type": "bool"},
+    "vcek": {"type": "bool"},
+    "guest_visible_workarounds": {"type": "str"},
+    "id_block": {"type": "str"},
+    "id_auth": {"type": "str"},
+    "host_data": {"type": "str"},
+    "mr_config_id": {"type": "str"},
+    "mr_owner": {"type": "str"},
+    "mr_owner_config": {"type": "str"},
+    "quote_generation_service": {"type": "dict", "options": {"path": {"type": "path"}}},
+}
+
 
 def argument_spec() -> dict:
     return dict(
@@ -365,6 +529,10 @@ def argument_spec() -> dict:
         boot={"type": "list", "elements": "str"},
         interfaces={"type": "list", "elements": "dict", "options": INTERFACE},
         serial_log={"type": "path"},
+        firmware={"type": "str", "choices": ["bios", "efi"]},
+        secure_boot={"type": "bool"},
+        tpm={"type": "dict", "options": TPM},
+        launch_security={"type": "dict", "options": LAUNCH_SECURITY},
         autostart={"type": "bool"},
         allow_restart={"type": "bool", "default": False},
         force_shutdown={"type": "bool", "default": False},

@@ -9,10 +9,11 @@ ROOT=$PWD
 PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
           dnsmasq-base mmdebstrap cpio xorriso busybox-static python3-venv
           isolinux syslinux-common zstd   # guest/: BIOS boot loader for the ISO, initramfs compression
-          # tests/integration/test_convergence_corpus.py: domain definitions from virt-install --print-xml
-          # (its osinfo data comes as a hard dependency), UEFI firmware for its firmware=efi variants and
-          # swtpm for its emulated TPMs: without the last two libvirt cannot start those guests.
-          virtinst ovmf swtpm swtpm-tools
+          mtools                          # guest/: the ISO's FAT image for UEFI boot (shim and GRUB come from apt-get download)
+          ovmf swtpm swtpm-tools          # UEFI firmware (libvirt auto-selects it) and the emulated TPM's backend; the
+                                          # convergence corpus's firmware=efi and TPM variants need them too
+          virtinst                        # tests/integration/test_convergence_corpus.py: virt-install --print-xml
+          libxml2-utils                   # xmllint, which virt-xml-validate runs
           tpm2-tools                      # vTPM: the agent's TPM code tested on a software TPM (swtpm)
           openssh-server python3-libvirt) # scripts/fleet.sh: each test hypervisor's sshd; the modules' Python there
 

@@ -15,7 +15,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from . import domain_carry, domain_compare, domain_xml
+from . import domain_carry, domain_compare, domain_xml, domcaps
 from .common import (
     LibvirtModuleError,
     from_libvirt,
@@ -71,6 +71,14 @@ def machine_aliases(caps_xml: str) -> dict[str, str]:
 
 def is_local(uri: str) -> bool:
     return not urllib.parse.urlparse(uri).netloc
+
+
+def auto_domain_type(uri: str, caps_xml: str) -> str:
+    """`auto`: kvm or qemu for a connection (caps_xml: its virConnectGetCapabilities document)."""
+    caps_kvm = caps_offer_kvm(caps_xml)
+    if not is_local(uri):
+        return "kvm" if caps_kvm else "qemu"  # /dev/kvm of this host says nothing about a remote one
+    return pick_domain_type(kvm_device_usable(), kvm_pvm_loaded(), caps_kvm)
 
 
 # ---- reading facts -----------------------------------------------------------------------------
@@ -154,6 +162,8 @@ class DomainManager:
         self.name: str = self.params["name"]
         self.what = f"domain {self.name}"
         self._caps: str | None = None
+        # VIR_DOMAIN_START_RESET_NVRAM when the UEFI varstore was made for other firmware (domain_xml.nvram_stale)
+        self.start_flags = 0
 
     # -- desired definition --
 
@@ -206,10 +216,7 @@ class DomainManager:
         return self._caps
 
     def auto_domain_type(self) -> str:
-        caps_kvm = caps_offer_kvm(self.capabilities())
-        if not is_local(self.params.get("uri") or ""):
-            return "kvm" if caps_kvm else "qemu"  # /dev/kvm of this host says nothing about a remote one
-        return pick_domain_type(kvm_device_usable(), kvm_pvm_loaded(), caps_kvm)
+        return auto_domain_type(self.params.get("uri") or "", self.capabilities())
 
     def machine_alias(self, alias: str) -> str | None:
         return machine_aliases(self.capabilities()).get(alias)
@@ -257,6 +264,8 @@ class DomainManager:
             raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
                                      "(memory, disks, ...) to define it")
         plan = self.plan(dom, desired, current_xml)
+        if desired is not None and {"define", "redefine"} & set(plan["actions"]):
+            domcaps.check(self.conn, desired, self.what)  # UEFI/TPM/launch security the host lacks: define nothing
         if not self.check_mode and plan["actions"]:
             dom = self.execute(dom, desired, plan)
         return self._result(dom, desired, plan)
@@ -311,7 +320,13 @@ class DomainManager:
         if "redefine" in plan["actions"]:
             return True
         live = ET.fromstring(dom.XMLDesc(0))
-        return domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)[0]
+        self._note_nvram(live, desired)
+        return domain_compare.compare(live, domain_xml.live_form(without_current_memory(desired)), self.what,
+                                      self.machine_alias)[0]
+
+    def _note_nvram(self, before: ET.Element, desired: ET.Element) -> None:
+        if domain_xml.nvram_stale(before, desired):
+            self.start_flags |= getattr(libvirt, "VIR_DOMAIN_START_RESET_NVRAM", 0)
 
     def _run_step(self, run_state: str) -> str | None:
         target = self.params["state"]
@@ -363,6 +378,8 @@ class DomainManager:
 
     def _define(self, desired: ET.Element, current_xml: str | None) -> Any:
         self._make_log_dirs(desired)
+        if current_xml:
+            self._note_nvram(ET.fromstring(current_xml), desired)
         text = domain_xml.to_text(keep_identity(desired, current_xml))
         try:
             return self.conn.defineXML(text)
@@ -391,9 +408,9 @@ class DomainManager:
 
     def _do(self, dom: Any, action: str) -> None:
         if action == "start":
-            dom.create()
+            dom.createWithFlags(self.start_flags)
         elif action == "start_paused":
-            start_paused(dom)
+            start_paused(dom, self.start_flags)
         elif action == "resume":
             dom.resume()
         elif action == "wakeup":
@@ -448,9 +465,9 @@ class DomainManager:
         if state_name(dom) in ACTIVE:
             self._shutdown(dom, force=True)
         if into == "paused":
-            start_paused(dom)
+            start_paused(dom, self.start_flags)
         else:
-            dom.create()
+            dom.createWithFlags(self.start_flags)
         self._wait_settled(dom, "start_paused" if into == "paused" else "start")
 
     # -- absent --
@@ -591,12 +608,12 @@ def undefine(dom: Any) -> None:
         dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
-def start_paused(dom: Any) -> None:
+def start_paused(dom: Any, flags: int = 0) -> None:
     """Start without running a single guest instruction; drivers without the flag start, then pause."""
     try:
-        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED | flags)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
             raise
-        dom.create()
+        dom.createWithFlags(flags)
         dom.suspend()

@@ -17,6 +17,13 @@ Which option governs which part (OWNERSHIP below, plus machine and boot, which n
 - disks       <devices><disk>
 - interfaces  <devices><interface>, <qemu:commandline> (user networking) and <memballoon>
 - serial_log  <devices><serial> and <console>
+- tpm         <devices><tpm>
+- launch_security  <launchSecurity>
+- firmware, secure_boot  the firmware part: <os firmware=...>, <os><firmware>, <loader>, <nvram> and
+              <features><smm> (see carry_firmware: the two options share it)
+
+Whatever is kept or given, a <launchSecurity> policy that equals libvirt's numerically takes libvirt's
+spelling (0x30000 and 0x00030000 are one policy), so a hex written differently never counts as a change.
 
 The domain type (``domain_type`` omitted) is the manager's part: it builds with the current type, so a
 kvm domain is never flipped to qemu because ``auto`` would resolve differently today.
@@ -29,6 +36,7 @@ from typing import Any
 
 from .common import LibvirtModuleError
 from .domain_compare import QEMU_COMMANDLINE
+from .domain_xml import uses_efi, write_firmware
 
 # A part of the definition: (parent path, child tags).
 Part = tuple[str, tuple[str, ...]]
@@ -38,14 +46,17 @@ OWNERSHIP: dict[str, tuple[Part, ...]] = {
     "disks": (("devices", ("disk",)),),
     "interfaces": (("devices", ("interface", "memballoon")), (".", (QEMU_COMMANDLINE,))),
     "serial_log": (("devices", ("serial", "console")),),
+    "tpm": (("devices", ("tpm",)),),
+    "launch_security": ((".", ("launchSecurity",)),),
 }
 # Where a kept part goes when the built definition has none of it: libvirt does not care about the
 # order, but the diff reads like libvirt's own XML.
 ORDER: dict[str, tuple[str, ...]] = {
     ".": ("name", "uuid", "memory", "currentMemory", "maxMemory", "vcpu", "vcpus", "os", "features", "devices",
-          QEMU_COMMANDLINE),
-    "os": ("type", "boot"),
-    "devices": ("disk", "interface", "serial", "console", "memballoon"),
+          "launchSecurity", QEMU_COMMANDLINE),
+    "os": ("type", "firmware", "loader", "nvram", "kernel", "initrd", "cmdline", "boot"),
+    "features": ("acpi", "apic", "smm"),
+    "devices": ("disk", "interface", "serial", "console", "tpm", "memballoon"),
 }
 
 
@@ -65,8 +76,47 @@ def carry_over(built: ET.Element, current: ET.Element, opts: dict[str, Any], wha
         _keep_machine(out, current)
     if omitted(opts, "boot") and not _boot_order_given(opts):
         _replace_children(out, current, "os", ("boot",))
+    carry_firmware(out, current, opts)
+    settle_launch_security(out, current)
     _check_boot_consistent(out, what)
     return out
+
+
+def carry_firmware(out: ET.Element, current: ET.Element, opts: dict[str, Any]) -> None:
+    """The firmware part for an existing domain, from the two options that share it.
+
+    Both omitted: kept as it is. firmware efi alone on a UEFI domain: kept too (its Secure Boot
+    choice, or its explicit loader, stays). secure_boot false alone: a UEFI domain turns Secure Boot
+    off, a BIOS domain stays BIOS. Everything else was decided by the builder (firmware_choice).
+    """
+    fw, secure = opts.get("firmware"), opts.get("secure_boot")
+    if (fw is None and secure is None) or (fw == "efi" and secure is None and uses_efi(current)):
+        kept = current.find("os")
+        chosen = kept.get("firmware") if kept is not None else None
+        if chosen:
+            _ensure(out, "os").set("firmware", chosen)
+        else:
+            _ensure(out, "os").attrib.pop("firmware", None)
+        _replace_children(out, current, "os", ("firmware", "loader", "nvram"))
+        _replace_children(out, current, "features", ("smm",))
+    elif fw is None and secure is False:
+        write_firmware(out, uses_efi(current), False)
+
+
+def settle_launch_security(out: ET.Element, current: ET.Element) -> None:
+    """Take libvirt's spelling of a launch security policy that is numerically the same."""
+    want_ls, have_ls = out.find("launchSecurity"), current.find("launchSecurity")
+    if want_ls is None or have_ls is None or want_ls.get("type") != have_ls.get("type"):
+        return
+    want, have = want_ls.find("policy"), have_ls.find("policy")
+    if want is None or have is None:
+        return
+    try:
+        same = int((want.text or "").strip(), 16) == int((have.text or "").strip(), 16)
+    except ValueError:
+        return
+    if same:
+        want.text = have.text
 
 
 def _replace_children(out: ET.Element, current: ET.Element, parent_path: str, tags: tuple[str, ...]) -> None:

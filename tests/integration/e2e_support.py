@@ -68,7 +68,8 @@ def prepare(prefix: str = PREFIX, tpm: bool = True) -> Setting:
         f"<volume><name>{setting.volume}</name><capacity unit='MiB'>64</capacity>"
         "<target><format type='qcow2'/></target></volume>\n")
     (setting.xml_dir / "dom.xml").write_text(guest.domain_xml(
-        setting.domain, iso, setting.port, setting.console, disk=setting.volume_path, disk_format="qcow2", tpm=tpm))
+        setting.domain, iso, setting.port, setting.console, disk=setting.volume_path, disk_format="qcow2",
+        tpm="tpm-crb" if tpm else None))
     return setting
 
 

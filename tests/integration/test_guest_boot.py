@@ -1,4 +1,8 @@
-"""Boot the built guest ISO under TCG on the real libvirtd: marker, agent over the forwarded port, ACPI power-off."""
+"""Boot the built guest ISO under TCG on the real libvirtd: marker, agent over the forwarded port, ACPI power-off.
+
+Three ways: BIOS (SeaBIOS, isolinux), UEFI (OVMF, shim, GRUB) with an emulated TPM 2.0, and the same with
+Secure Boot on and Microsoft's keys enrolled; the guest says on its console how it was booted.
+"""
 import subprocess
 import uuid
 from pathlib import Path
@@ -14,18 +18,31 @@ pytestmark = [pytest.mark.system, pytest.mark.vm]
 
 WORK = Path("/var/lib/cocos-test/guest")
 BOOT_TIMEOUT = 120  # about 5 s on an idle machine; two minutes leaves room for a loaded CI runner
+UEFI_BOOT_TIMEOUT = 600  # OVMF's own start costs ~10 s of emulated CPU more; a loaded runner multiplies it
 AGENT_TIMEOUT = 60
 SHUTDOWN_TIMEOUT = 30
 
 
-@pytest.fixture(scope="module")
-def booted():
+# boot -> (guest.domain options, the console's platform line: firmware, kernel lockdown, TPM version)
+BOOTS = {
+    "bios": ({}, "firmware=bios lockdown=none tpm=none"),
+    "uefi-tpm": ({"firmware": "efi", "tpm": "tpm-crb"}, "firmware=uefi lockdown=none tpm=2"),
+    # the kernel locks itself down (integrity) only when it was verified through shim and GRUB
+    "uefi-secure-boot-tpm": ({"firmware": "efi", "secure_boot": True, "tpm": "tpm-crb"},
+                             "firmware=uefi lockdown=integrity tpm=2"),
+}
+
+
+@pytest.fixture(scope="module", params=list(BOOTS))
+def booted(request):
     built = ensure_built()
     name = f"ctest-guest-{uuid.uuid4().hex[:8]}"
     conn = libvirt.open(vm.URI)
+    options, platform = BOOTS[request.param]
     try:
-        running = vm.start(conn, name, built, WORK / name)
-        running.boot_seconds = vm.wait_for_marker(running, BOOT_TIMEOUT)
+        running = vm.start(conn, name, built, WORK / name, **options)
+        running.boot_seconds = vm.wait_for_marker(running, UEFI_BOOT_TIMEOUT if options else BOOT_TIMEOUT)
+        running.platform = platform
         yield running
     finally:
         vm.remove(conn, name, WORK / name)
@@ -34,6 +51,7 @@ def booted():
 
 def test_console_shows_marker_after_network(booted):
     log = booted.console.read_text(errors="replace")
+    assert f"cocos-init: platform {booted.platform}" in log
     assert "cocos-init: eth0 10.0.2.15/24" in log
     assert log.index("cocos-init: eth0") < log.index(guest.MARKER)  # the marker never precedes the address
     assert "insmod" not in log, "a kernel module failed to load"
@@ -51,6 +69,13 @@ def test_virsh_shutdown_powers_off(booted):
     subprocess.run(["virsh", "-c", vm.URI, "shutdown", booted.name], check=True, capture_output=True)
     vm.wait_for_shutoff(booted, SHUTDOWN_TIMEOUT)
     assert "COCOS-GUEST-POWEROFF" in booted.console.read_text(errors="replace")
+
+
+def test_iso_has_bios_and_uefi_boot_entries():
+    report = subprocess.run(["xorriso", "-indev", str(ensure_built().iso), "-report_el_torito", "plain"],
+                            check=True, capture_output=True, text=True).stdout
+    entries = [line for line in report.splitlines() if line.startswith("El Torito boot img :")]
+    assert [line.split()[6] for line in entries] == ["BIOS", "UEFI"], report
 
 
 def test_direct_boot_passes_kernel_env_to_agent():

@@ -1,4 +1,5 @@
-"""The guest builder's pure parts: cache key, /init and its helpers, isolinux config, domain XML, cache hits."""
+"""The guest builder's pure parts: cache key, /init and its helpers, isolinux and GRUB config, the EFI image,
+domain XML, cache hits."""
 import json
 import re
 import shutil
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import guest
-from guest import build, cachekey, initramfs, iso, kernel
+from guest import build, cachekey, efi, initramfs, iso, kernel
+from module_utils.cocos_libvirt import domain_compare, domain_xml
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "guest" / "files"
@@ -107,6 +109,13 @@ def test_init_prints_marker_after_network_and_starts_agent_before_it_in_the_back
     assert guest.AGENT_MISSING_MARKER in _init()
 
 
+def test_init_reports_how_it_was_booted_before_anything_else():
+    body = _init().split("\nmount_filesystems\n", 1)[1]
+    steps = [line.strip() for line in body.splitlines() if line.strip()]
+    assert steps.index("report_platform") < steps.index("load_modules")
+    assert 'say "platform firmware=$firmware lockdown=${lockdown:-none} tpm=$tpm"' in _init()
+
+
 def test_init_restarts_agent_and_passes_kernel_env():
     text = _init()
     assert "python3 -m agent" in text and "while [ ! -e /run/cocos-stopping ]" in text
@@ -139,16 +148,48 @@ def _parse(xml: str) -> ET.Element:
 
 def test_domain_xml_boots_iso_under_tcg_with_loopback_forward(tmp_path):
     root = _parse(guest.domain_xml("ctest-guest-x", tmp_path / "g.iso", 47001, tmp_path / "c.log"))
-    assert root.get("type") == "qemu"
+    assert root.get("type") == "qemu" and root.find("os/type").get("machine") == "pc"
     disks = root.findall("devices/disk")
-    assert [d.get("device") for d in disks] == ["cdrom"]
+    assert [(d.get("device"), d.find("target").get("bus")) for d in disks] == [("cdrom", "ide")]  # SeaBIOS's fast path
     assert disks[0].find("boot").get("order") == "1"
-    assert root.find("devices/serial/source").get("path") == str(tmp_path / "c.log")
+    assert root.find("devices/serial/log").get("file") == str(tmp_path / "c.log")
     assert root.find("devices/memballoon").get("model") == "none"
-    args = [a.get("value") for a in root.iter(f"{{{guest.domain.QEMU_NS}}}arg")]
+    args = [a.get("value") for a in root.iter(f"{{{domain_compare.QEMU_NS}}}arg")]
     assert "user,id=n0,hostfwd=tcp:127.0.0.1:47001-:7002" in args
     assert "virtio-net-pci,netdev=n0,addr=0x10" in args
     assert root.find("devices/interface") is None  # no libvirt network: nothing but loopback reaches it
+    assert root.find("os").get("firmware") is None and root.find("devices/tpm") is None
+
+
+def test_domain_xml_comes_from_the_librarys_builder(tmp_path):
+    """guest/ has no XML of its own: the same options through domain_xml.build give the same document."""
+    text = guest.domain_xml("ctest-guest-x", "/g.iso", 47001, "/c.log", firmware="efi", tpm="tpm-crb")
+    opts = {"memory": "512MiB", "vcpus": 1, "machine": "q35", "firmware": "efi", "secure_boot": False,
+            "tpm": {"model": "tpm-crb", "version": "2.0"}, "serial_log": "/c.log",
+            "disks": [{"device": "cdrom", "path": "/g.iso", "bus": "sata", "format": "raw", "boot_order": 1}],
+            "interfaces": [{"type": "user", "port_forwards": [
+                {"host_address": "127.0.0.1", "host_port": 47001, "guest_port": 7002}]}]}
+    assert text == domain_xml.to_text(domain_xml.build("ctest-guest-x", opts, "qemu", {})) + "\n"
+    assert "QEMU_NS" not in vars(guest.domain)  # one namespace constant, in the library
+
+
+def test_domain_xml_escapes_names_and_paths(tmp_path):
+    odd = tmp_path / "a'b&<c>.iso"
+    root = _parse(guest.domain_xml("ctest-guest-<x>&'y'", odd, 1, tmp_path / "c&d.log"))
+    assert root.findtext("name") == "ctest-guest-<x>&'y'"
+    assert root.find("devices/disk/source").get("file") == str(odd)
+
+
+def test_domain_xml_uefi_with_tpm_on_q35(tmp_path):
+    root = _parse(guest.domain_xml("ctest-guest-x", tmp_path / "g.iso", 1, tmp_path / "c.log", firmware="efi",
+                                   secure_boot=True, tpm="tpm-tis"))
+    assert root.find("os/type").get("machine") == "q35" and root.find("os").get("firmware") == "efi"
+    assert root.find("devices/disk/target").get("bus") == "sata"  # q35 has no IDE
+    assert {f.get("name"): f.get("enabled") for f in root.findall("os/firmware/feature")} == {
+        "enrolled-keys": "yes", "secure-boot": "yes"}
+    assert root.find("devices/tpm").get("model") == "tpm-tis"
+    with pytest.raises(ValueError, match="firmware must be one of bios, efi"):
+        guest.domain_xml("ctest-guest-x", tmp_path / "g.iso", 1, tmp_path / "c.log", firmware="coreboot")
 
 
 def test_domain_xml_puts_disk_second(tmp_path):
@@ -157,7 +198,7 @@ def test_domain_xml_puts_disk_second(tmp_path):
     disks = root.findall("devices/disk")
     assert [(d.get("device"), d.find("boot").get("order")) for d in disks] == [("cdrom", "1"), ("disk", "2")]
     assert disks[1].find("driver").get("type") == "qcow2"
-    assert root.find("memory").text == "768"
+    assert root.find("memory").text == str(768 * 1024)
 
 
 def test_domain_xml_direct_kernel_boot(tmp_path):
@@ -165,24 +206,52 @@ def test_domain_xml_direct_kernel_boot(tmp_path):
                                    cmdline="console=ttyS0 cocos.env.X=1"))
     assert root.find("os/kernel").text == "/k" and root.find("os/initrd").text == "/i"
     assert "cocos.env.X=1" in root.find("os/cmdline").text
-    assert root.findall("devices/disk") == []
+    assert root.findall("devices/disk") == [] and root.find("os/boot") is None
 
 
-def test_domain_xml_is_valid_for_libvirt(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"firmware": "efi", "tpm": "tpm-crb"},
+                                     {"firmware": "efi", "secure_boot": True}, {"kernel": "/k", "initrd": "/i"}])
+def test_domain_xml_is_valid_for_libvirt(tmp_path, options):
     validator = shutil.which("virt-xml-validate")
-    if not validator:
-        pytest.skip("virt-xml-validate not installed (libvirt-clients)")
-    for tpm in (False, True):
-        path = tmp_path / "dom.xml"
-        path.write_text(guest.domain_xml("ctest-guest-x", "/x.iso", 47001, "/c.log", disk="/d.raw", tpm=tpm))
-        subprocess.run([validator, str(path), "domain"], check=True, capture_output=True)
+    assert validator, "virt-xml-validate missing (libvirt-clients; make setup installs it)"
+    path = tmp_path / "dom.xml"
+    path.write_text(guest.domain_xml("ctest-guest-x", None if "kernel" in options else "/x.iso", 47001, "/c.log",
+                                     disk="/d.raw", **options))
+    subprocess.run([validator, str(path), "domain"], check=True, capture_output=True)
 
 
 def test_domain_xml_has_an_emulated_tpm_only_when_asked(tmp_path):
     assert _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log")).find("devices/tpm") is None
-    tpm = _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log", tpm=True)).find("devices/tpm")
+    tpm = _parse(guest.domain_xml("ctest-guest-x", "/x.iso", 1, "/c.log", tpm="tpm-crb")).find("devices/tpm")
     assert tpm.get("model") == "tpm-crb"
     assert tpm.find("backend").attrib == {"type": "emulator", "version": "2.0"}
+
+
+def test_grub_boots_the_same_kernel_and_command_line_without_a_menu():
+    cfg = efi.grub_cfg(iso.KERNEL_CMDLINE)
+    assert "set timeout=0" in cfg and f"linux /boot/vmlinuz {iso.KERNEL_CMDLINE}\n" in cfg
+    assert "initrd /boot/initrd.img" in cfg
+    assert iso.isolinux_cfg().count(iso.KERNEL_CMDLINE) == 1  # isolinux boots the same command line
+
+
+def test_efi_boot_files_come_from_debians_signed_packages():
+    assert efi.PACKAGES == ("shim-signed", "grub-efi-amd64-signed")
+    assert [name for _, _, name in efi.BOOT_FILES] == ["BOOTX64.EFI", "grubx64.efi"]  # shim loads grubx64.efi beside it
+    assert "efi" in build._key_extras() and "shim-signed" in build._key_extras()["efi"]
+
+
+def test_efi_fat_image_holds_shim_and_grub(tmp_path):
+    for tool in ("mformat", "mmd", "mcopy", "mdir"):
+        assert shutil.which(tool), f"{tool} missing (mtools; make setup installs it)"
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for _, _, name in efi.BOOT_FILES:
+        (boot / name).write_bytes(name.encode() * 1000)
+    efi.fat_image(boot, tmp_path / "efi.img")
+    listing = subprocess.run(["mdir", "-b", "-i", str(tmp_path / "efi.img"), "::/EFI/BOOT"], check=True,
+                             capture_output=True, text=True).stdout
+    assert {line.rsplit("/", 1)[-1] for line in listing.split()} >= {"BOOTX64.EFI", "grubx64.efi"}
+    assert (tmp_path / "efi.img").stat().st_size == efi.FAT_SIZE
 
 
 def test_cached_build_is_returned_without_building(tree, monkeypatch):

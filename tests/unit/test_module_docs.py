@@ -30,7 +30,8 @@ def code_options(name: str) -> set[str]:
 
 
 def test_every_module_is_covered() -> None:
-    assert MODULES == ["libvirt_domain", "libvirt_domain_info", "libvirt_network", "libvirt_pool", "libvirt_volume"]
+    assert MODULES == ["libvirt_domain", "libvirt_domain_info", "libvirt_host_info", "libvirt_network", "libvirt_pool",
+                       "libvirt_volume"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Ansible module libvirt_host_info: everything the libvirt_host role checks on a host, read in one call.
+"""Ansible module libvirt_host_probe: everything the libvirt_host role checks on a host, read in one call.
 
 It lives in the role (not in library/) because only this role asks these questions; it needs nothing but
 the standard library, so it runs under any Python the host has, before libvirt-python is installed.
@@ -16,7 +16,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
-module: libvirt_host_info
+module: libvirt_host_probe
 short_description: Read which packages, daemons, users, directories and KVM devices a libvirt host has
 description:
   - Read-only. One call answers what the libvirt_host role would otherwise ask with one task each (a package
@@ -58,7 +58,7 @@ author:
 
 EXAMPLES = r"""
 - name: Probe the host
-  libvirt_host_info:
+  libvirt_host_probe:
     packages: [libvirt-daemon-system, qemu-system-x86]
     processes: [virtlogd, libvirtd]
     paths: [/var/lib/cocos/img, /dev/kvm]

@@ -177,7 +177,9 @@ wait_until() {
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
-  die "$what did not come up; see $FLEET_DIR (libvirtd.log, sshd.log)"
+  # The logs go with the cleanup that follows: quote their ends now.
+  tail -n 5 "$FLEET_DIR"/hv*/sshd.log "$FLEET_DIR"/hv*/log/libvirtd.log >&2 2>/dev/null || true
+  die "$what did not come up"
 }
 
 start_host() {
@@ -265,6 +267,8 @@ cmd_up() {
     ! ip link show "$FLEET_BRIDGE_PREFIX$i" >/dev/null 2>&1 || die "interface $FLEET_BRIDGE_PREFIX$i exists already"
   done
   mkdir -p "$FLEET_DIR"
+  # A host that fails to come up takes the ones started before it down with it.
+  trap 'status=$?; [ "$status" = 0 ] || { log "up failed: removing what it started"; cmd_down; }; exit "$status"' EXIT
   ensure_dir /var/lib/cocos
   ensure_dir /run/sshd
   write_guest_vars
@@ -278,6 +282,7 @@ cmd_up() {
     wait_until "sshd of hv$i" 50 ssh -F "$SSH_DIR/config" "hv$i" true
   done
   write_inventory "$n"
+  trap - EXIT
   log "up: $n hosts; inventory $FLEET_DIR/inventory.yml"
   cmd_status
 }

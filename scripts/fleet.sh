@@ -22,6 +22,7 @@
 # FLEET_SSH_PORT (22), FLEET_BRIDGE_PREFIX (ctest-h5-hv), FLEET_SUBNET_PREFIX (10.213),
 # FLEET_GUEST_MEMORY (256MiB), FLEET_AGENT_PORT (7020).
 set -euo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SELF=$ROOT/scripts/fleet.sh
@@ -382,7 +383,7 @@ cmd_exec() {
   [[ "$name" =~ ^hv([0-9]+)$ ]] || die "usage: fleet.sh exec hvI CMD..."
   shift
   pid=$(cat "$(host_dir "${BASH_REMATCH[1]}")/libvirtd.pid" 2>/dev/null) || die "$name is not up"
-  exec nsenter --target "$pid" --mount -- "$@"
+  exec nsenter --target "$pid" --mount --wd="$CALLER_PWD" -- "$@"
 }
 
 case "${1:-}" in

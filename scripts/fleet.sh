@@ -382,7 +382,10 @@ cmd_exec() {
   local name=${1:-} pid
   [[ "$name" =~ ^hv([0-9]+)$ ]] || die "usage: fleet.sh exec hvI CMD..."
   shift
-  pid=$(cat "$(host_dir "${BASH_REMATCH[1]}")/libvirtd.pid" 2>/dev/null) || die "$name is not up"
+  local i=${BASH_REMATCH[1]}
+  pid=$(cat "$(host_dir "$i")/libvirtd.pid" 2>/dev/null) || die "$name is not up"
+  # Not `host_pids | grep -q`: grep's early exit would fail the pipeline (pipefail) on a match.
+  grep -qx "$pid" <<< "$(host_pids "$i")" || die "$name's libvirtd (pid $pid) is not running in its namespace"
   exec nsenter --target "$pid" --mount --wd="$CALLER_PWD" -- "$@"
 }
 

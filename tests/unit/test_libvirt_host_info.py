@@ -51,5 +51,9 @@ def test_probe_reports_packages_processes_paths_and_users(tmp_path):
     assert result["paths"][str(tmp_path / "missing")] == {"exists": False}
     assert result["users"]["root"]["exists"] and "root" in result["users"]["root"]["groups"]
     assert result["users"]["ctest-h5-no-such-user"] == {"exists": False, "groups": []}
+    # The two facts the role needs when the play gathers none: this machine is Debian 12; PID 1 is not systemd here.
+    assert result["os_family"] == "Debian"
+    pid1 = Path("/proc/1/comm").read_text().strip()
+    assert result["service_mgr"] == {"init": "sysvinit"}.get(pid1, pid1)
     assert result["kvm"]["kvm"] == os.path.exists("/dev/kvm")
     assert result["kvm"]["kvm_pvm"] == os.path.isdir("/sys/module/kvm_pvm")

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 echo "== commit $(git rev-parse --short HEAD), $(date -u +%F)"
-for bench in bench/modules_noop.py bench/guest_boot.py bench/site_converge.py bench/manager_forwarding.py bench/manager_flood.py bench/manager_placement.py bench/e2e.py; do
+for bench in bench/modules_noop.py bench/guest_boot.py bench/site_converge.py bench/fleet_converge.py \
+             bench/manager_forwarding.py bench/manager_flood.py bench/manager_placement.py bench/e2e.py; do
   if [ -f "$bench" ]; then
     echo "== $bench"
     "$PY" "$bench"

@@ -22,6 +22,7 @@
 # FLEET_SSH_PORT (22), FLEET_BRIDGE_PREFIX (ctest-h5-hv), FLEET_SUBNET_PREFIX (10.213),
 # FLEET_GUEST_MEMORY (256MiB), FLEET_AGENT_PORT (7020).
 set -euo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SELF=$ROOT/scripts/fleet.sh
@@ -177,7 +178,9 @@ wait_until() {
     "$@" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
-  die "$what did not come up; see $FLEET_DIR (libvirtd.log, sshd.log)"
+  # The logs go with the cleanup that follows: quote their ends now.
+  tail -n 5 "$FLEET_DIR"/hv*/sshd.log "$FLEET_DIR"/hv*/log/libvirtd.log >&2 2>/dev/null || true
+  die "$what did not come up"
 }
 
 start_host() {
@@ -265,6 +268,8 @@ cmd_up() {
     ! ip link show "$FLEET_BRIDGE_PREFIX$i" >/dev/null 2>&1 || die "interface $FLEET_BRIDGE_PREFIX$i exists already"
   done
   mkdir -p "$FLEET_DIR"
+  # A host that fails to come up takes the ones started before it down with it.
+  trap 'status=$?; [ "$status" = 0 ] || { log "up failed: removing what it started"; cmd_down; }; exit "$status"' EXIT
   ensure_dir /var/lib/cocos
   ensure_dir /run/sshd
   write_guest_vars
@@ -278,6 +283,7 @@ cmd_up() {
     wait_until "sshd of hv$i" 50 ssh -F "$SSH_DIR/config" "hv$i" true
   done
   write_inventory "$n"
+  trap - EXIT
   log "up: $n hosts; inventory $FLEET_DIR/inventory.yml"
   cmd_status
 }
@@ -376,8 +382,11 @@ cmd_exec() {
   local name=${1:-} pid
   [[ "$name" =~ ^hv([0-9]+)$ ]] || die "usage: fleet.sh exec hvI CMD..."
   shift
-  pid=$(cat "$(host_dir "${BASH_REMATCH[1]}")/libvirtd.pid" 2>/dev/null) || die "$name is not up"
-  exec nsenter --target "$pid" --mount -- "$@"
+  local i=${BASH_REMATCH[1]}
+  pid=$(cat "$(host_dir "$i")/libvirtd.pid" 2>/dev/null) || die "$name is not up"
+  # Not `host_pids | grep -q`: grep's early exit would fail the pipeline (pipefail) on a match.
+  grep -qx "$pid" <<< "$(host_pids "$i")" || die "$name's libvirtd (pid $pid) is not running in its namespace"
+  exec nsenter --target "$pid" --mount --wd="$CALLER_PWD" -- "$@"
 }
 
 case "${1:-}" in

@@ -42,11 +42,19 @@ BAD_INPUT: list[tuple[dict[str, object], str]] = [
      "host_port: 1-65535"),
     ({"alpine_vm_port_forwards": [{"host_port": 7020}]}, "missing required arguments: guest_port, host_address"),
     ({"alpine_vm_wait_for": "port"}, "alpine_vm_wait_for 'port' needs alpine_vm_network_mode 'user'"),
-    ({"alpine_vm_iso_url": "/srv/alpine.iso"}, "alpine_vm_iso_url must be an http(s), ftp or file:// URL"),
-    ({"alpine_vm_iso_checksum": "deadbeef"}, "alpine_vm_iso_checksum '<algorithm>:"),
+    ({"alpine_vm_iso_url": "/srv/alpine.iso"}, "alpine_vm_iso_url must be an http(s) or file:// URL"),
+    ({"alpine_vm_iso_url": "ftp://example.org/alpine.iso"}, "alpine_vm_iso_url must be an http(s) or file:// URL"),
+    ({"alpine_vm_iso_checksum": "deadbeef"}, "alpine_vm_iso_checksum 'sha256:<hex digest or checksum file URL>'"),
+    ({"alpine_vm_iso_checksum": "md5:d41d8cd98f00b204"}, "(got 'md5:d41d8cd98f00b204')"),
+    ({"alpine_vm_iso_upload_uri": "root@host"}, "alpine_vm_iso_upload_uri must be empty or a libvirt URI"),
+    # Every problem in one run: both sizes are reported by the one check task.
+    ({"alpine_vm_memory": "lots", "alpine_vm_disk_size": "big"},
+     "alpine_vm_memory='lots' is not a libvirt size: use bytes or a number with one of b, KB, K, KiB, MB, M, MiB, "
+     "GB, G, GiB, TB, T, TiB (e.g. 1GiB). alpine_vm_disk_size='big' is not a libvirt size"),
     ({"alpine_vm_apkovl_enabled": True, "alpine_vm_apkovl_hostname": "bad_host!"},
      "alpine_vm_apkovl_hostname must be a hostname label"),
     ({"libvirt_host_users": ["ctest-no-such-user"]}, "users that do not exist on this host: ctest-no-such-user"),
+    ({"libvirt_host_network_address": "10.0.0"}, "must be IPv4 dotted quads (got 10.0.0, 255.255.255.0"),
     ({"libvirt_host_daemon_mode": "init"}, "libvirt_host_daemon_mode must be one of: auto, service, direct"),
 ]
 

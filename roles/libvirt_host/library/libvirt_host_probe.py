@@ -24,6 +24,8 @@ description:
     host costs one module run and the role's changing tasks run only for what is missing.
   - Installed packages are read with C(dpkg-query) (Debian family) or C(rpm) (RedHat family), which is what
     C(ansible.builtin.package) would find installed, without opening the package manager's cache.
+  - It also names the OS family (from C(/etc/os-release)) and the service manager (PID 1), the two facts the
+    role needs, so a play need not gather facts, whose module imports every fact collector.
 options:
   packages:
     description: Package names to look up; those not installed are returned in RV(missing_packages).
@@ -86,6 +88,17 @@ users:
   description: Per requested user, C(exists) and C(groups) (supplementary and primary group names).
   returned: always
   type: dict
+os_family:
+  description: C(Debian) or C(RedHat) when C(/etc/os-release)'s ID or ID_LIKE name one of them (as Ansible's
+    os_family fact does for these families), else that ID.
+  returned: always
+  type: str
+  sample: Debian
+service_mgr:
+  description: C(systemd) when PID 1 is systemd, C(sysvinit) when it is init, else PID 1's name.
+  returned: always
+  type: str
+  sample: systemd
 kvm:
   description: C(kvm) (/dev/kvm exists) and which of the kvm_intel, kvm_amd, kvm_pvm kernel modules are loaded.
   returned: always
@@ -155,6 +168,33 @@ def user_info(name: str) -> dict:
     return {"exists": True, "groups": sorted(groups)}
 
 
+def os_family(path: str = "/etc/os-release") -> str:
+    fields = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    fields[key] = value.strip().strip('"').lower()
+    except OSError:
+        return "unknown"
+    ids = {fields.get("ID", ""), *fields.get("ID_LIKE", "").split()}
+    if ids & {"debian", "ubuntu"}:
+        return "Debian"
+    if ids & {"rhel", "fedora", "centos"}:
+        return "RedHat"
+    return fields.get("ID") or "unknown"
+
+
+def service_mgr() -> str:
+    try:
+        with open("/proc/1/comm", encoding="utf-8") as handle:
+            comm = handle.read().strip()
+    except OSError:
+        return "unknown"
+    return {"init": "sysvinit"}.get(comm, comm) or "unknown"
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -172,6 +212,8 @@ def main() -> None:
         running=running(params["processes"]),
         paths={path: path_info(path) for path in params["paths"]},
         users={name: user_info(name) for name in params["users"]},
+        os_family=os_family(),
+        service_mgr=service_mgr(),
         kvm={"kvm": os.path.exists("/dev/kvm"),
              **{mod: os.path.isdir(f"/sys/module/{mod}") for mod in ("kvm_intel", "kvm_amd", "kvm_pvm")}},
     )

@@ -22,21 +22,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="leave the benchmark objects defined")
+    parser.add_argument("--prefix", default="ctest-bench",
+                        help="name prefix of the benchmark's pool, volume and domain (engineers sharing a libvirtd "
+                             "each use their own)")
+    parser.add_argument("--dir", default="/var/lib/cocos-test/bench/pool", help="the pool's directory")
     args = parser.parse_args()
+    extra = ["-e", f"bench_prefix={args.prefix}", "-e", f"bench_dir={args.dir}"]
     with tempfile.TemporaryDirectory() as tmp:
         cold_file = os.path.join(tmp, "cold.jsonl")
-        cold, out = run(PLAYBOOK, [], cold_file)
+        cold, out = run(PLAYBOOK, extra, cold_file)
         cold_changed = changed(out)
         walls, per_task, changes = [], {}, []
         for i in range(args.runs):
             times_file = os.path.join(tmp, f"warm{i}.jsonl")
-            wall, out = run(PLAYBOOK, [], times_file)
+            wall, out = run(PLAYBOOK, extra, times_file)
             walls.append(wall)
             changes.append(changed(out))
             for task, seconds in task_times(times_file).items():
                 per_task.setdefault(task, []).append(seconds)
         if not args.keep:
-            cleanup()
+            cleanup(args.prefix)
     print(f"cold converge: {cold:.2f} s (changed={cold_changed})")
     print(f"converged no-op, median of {args.runs}: {statistics.median(walls):.2f} s "
           f"(min {min(walls):.2f}, max {max(walls):.2f}); changed per run: {changes}")
@@ -47,11 +52,11 @@ def main() -> None:
         sys.exit("a converged run reported changes: not idempotent")
 
 
-def cleanup() -> None:
+def cleanup(prefix: str) -> None:
     """Remove what the benchmark created, through the modules themselves."""
     tasks = [
-        ("libvirt_domain", {"name": "ctest-bench-dom", "state": "absent", "remove_storage": True}),
-        ("libvirt_pool", {"name": "ctest-bench-pool", "state": "absent"}),
+        ("libvirt_domain", {"name": f"{prefix}-dom", "state": "absent", "remove_storage": True}),
+        ("libvirt_pool", {"name": f"{prefix}-pool", "state": "absent"}),
     ]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
     for module, margs in tasks:

@@ -13,6 +13,7 @@ import os
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from typing import Any
 
 from . import domain_carry, domain_compare, domain_xml
@@ -23,6 +24,7 @@ from .common import (
     libvirt,
     lookup_or_none,
 )
+from .plan import Plan, Step, converge
 from .xmlcanon import parse
 
 STATE_NAMES = {0: "nostate", 1: "running", 2: "running", 3: "paused", 4: "shutting_down", 5: "shutoff",
@@ -143,6 +145,17 @@ class DomainInfo:
 # ---- the manager -------------------------------------------------------------------------------
 
 
+@dataclass
+class DomainPlan(Plan):
+    """A plan with what the domain's result reports besides the steps: its inactive XML as read before
+    the run, and its run state and autostart after it."""
+
+    current_xml: str | None = None
+    state_after: str = "absent"
+    autostart_after: bool = False
+
+
+
 class DomainManager:
     """Converges one domain: definition, run state, autostart."""
 
@@ -154,6 +167,11 @@ class DomainManager:
         self.name: str = self.params["name"]
         self.what = f"domain {self.name}"
         self._caps: str | None = None
+        # What the last plan found and built, and what state: absent will remove.
+        self.dom: Any = None
+        self.desired_root: ET.Element | None = None
+        self.removed_volumes: list[str] = []
+        self.kept_storage: list[str] = []
 
     # -- desired definition --
 
@@ -246,20 +264,9 @@ class DomainManager:
     # -- run --
 
     def run(self) -> dict[str, Any]:
-        dom = lookup(self.conn, self.name)
         if self.params["state"] == "absent":
-            return self._absent(dom)
-        current_xml = self._inactive_xml(dom)
-        desired = self.desired(current_xml)
-        if desired is not None and self.params.get("xml"):
-            self._check_xml_volumes(desired)
-        if dom is None and desired is None:
-            raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
-                                     "(memory, disks, ...) to define it")
-        plan = self.plan(dom, desired, current_xml)
-        if not self.check_mode and plan["actions"]:
-            dom = self.execute(dom, desired, plan)
-        return self._result(dom, desired, plan)
+            return self._absent_result(converge(self.plan_absent, self.check_mode))
+        return self._result(converge(self.plan_present, self.check_mode))
 
     def _inactive_xml(self, dom: Any) -> str | None:
         if dom is None:
@@ -269,46 +276,65 @@ class DomainManager:
         except libvirt.libvirtError as exc:
             raise from_libvirt(exc, f"{self.what}: cannot read its definition") from exc
 
-    def plan(self, dom: Any, desired: ET.Element | None, current_xml: str | None) -> dict[str, Any]:
+    def plan_present(self) -> DomainPlan:
+        """Read libvirt once (the domain found is kept in self.dom) and plan from it."""
+        self.dom = dom = lookup(self.conn, self.name)
+        current_xml = self._inactive_xml(dom)
+        self.desired_root = desired = self.desired(current_xml)
+        if desired is not None and self.params.get("xml"):
+            self._check_xml_volumes(desired)
+        if dom is None and desired is None:
+            raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
+                                     "(memory, disks, ...) to define it")
+        return self.plan(dom, desired, current_xml)
+
+    def plan(self, dom: Any, desired: ET.Element | None, current_xml: str | None) -> DomainPlan:
         """Everything this run will do, decided before anything changes."""
         cur_state = state_name(dom) if dom is not None else "absent"
         cur_autostart = bool(dom.autostart()) if dom is not None else False
-        plan: dict[str, Any] = {"actions": [], "current_xml": current_xml, "state_before": cur_state,
-                                "autostart_before": cur_autostart, "restart_required": False}
+        plan = DomainPlan(self.what, current_xml=current_xml)
         def_before, def_after = "", ""
+        created: Step | None = None
+        redefine = False
         if desired is not None:
             current = ET.fromstring(current_xml) if current_xml else None
             differs, def_before, def_after = domain_compare.compare(current, desired, self.what, self.machine_alias)
-            if differs:
-                plan["actions"].append("define" if dom is None else "redefine")
+            if differs and dom is None:
+                created = plan.add("define", lambda: self._define(desired, current_xml),
+                                   undo=lambda: self._remove_new(self.dom),
+                                   undone="the new definition was removed again")
+            elif differs:
+                redefine = True
+                plan.add("redefine", lambda: self._define(desired, current_xml))
         run_state = "shutoff" if cur_state == "absent" else cur_state
-        if self._stale_live(dom, cur_state, desired, plan) and self.params["state"] not in ("shutdown", "destroyed"):
+        stopping = self.params["state"] in ("shutdown", "destroyed")
+        if self._stale_live(dom, cur_state, desired, redefine) and not stopping:
             if self.params.get("allow_restart"):
-                plan["actions"].append("restart")
                 # the restart itself starts the guest again, paused when it was or is meant to be paused
                 paused = self.params["state"] == "paused" or (self.params["state"] == "present" and
                                                               run_state == "paused")
-                run_state = "paused" if paused else "running"
-                plan["restart_into"] = run_state
+                run_state = into = "paused" if paused else "running"
+                plan.add("restart", lambda: self._restart(self.dom, into))
             else:
-                plan["restart_required"] = True
+                plan.restart_required = True
         step = self._run_step(run_state)
         if step:
-            plan["actions"].append(step)
-        plan["state_after"] = self._state_after(run_state, step)
+            plan.add(step, lambda: self._do(self.dom, step), within=created)
+        plan.state_after = self._state_after(run_state, step)
         want_auto = self.params.get("autostart")
-        plan["autostart_after"] = cur_autostart if want_auto is None else bool(want_auto)
-        if plan["autostart_after"] != cur_autostart:
-            plan["actions"].append("autostart" if want_auto else "no_autostart")
-        plan["before"] = self._diff_text(cur_state, cur_autostart, def_before, dom is not None)
-        plan["after"] = self._diff_text(plan["state_after"], plan["autostart_after"], def_after, True)
+        plan.autostart_after = cur_autostart if want_auto is None else bool(want_auto)
+        if plan.autostart_after != cur_autostart:
+            name = "autostart" if want_auto else "no_autostart"
+            plan.add(name, lambda: self._do(self.dom, name), within=created)
+        plan.before = self._diff_text(cur_state, cur_autostart, def_before, dom is not None)
+        plan.after = self._diff_text(plan.state_after, plan.autostart_after, def_after, True)
         return plan
 
-    def _stale_live(self, dom: Any, cur_state: str, desired: ET.Element | None, plan: dict) -> bool:
+    def _stale_live(self, dom: Any, cur_state: str, desired: ET.Element | None, redefine: bool) -> bool:
         """Whether the running guest runs something other than the desired definition."""
         if dom is None or desired is None or cur_state not in ACTIVE:
             return False
-        if "redefine" in plan["actions"]:
+        if redefine:
             return True
         live = ET.fromstring(dom.XMLDesc(0))
         differs, _, _ = domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)
@@ -340,32 +366,12 @@ class DomainManager:
 
     # -- execution --
 
-    def execute(self, dom: Any, desired: ET.Element | None, plan: dict[str, Any]) -> Any:
-        actions = plan["actions"]
-        created = "define" in actions
-        if created or "redefine" in actions:
-            assert desired is not None
-            dom = self._define(desired, plan["current_xml"])
-        try:
-            if "restart" in actions:
-                self._restart(dom, plan["restart_into"])
-            for action in actions:
-                self._do(dom, action)
-        except LibvirtModuleError:
-            if created:
-                self._forget_new(dom)
-            raise
-        except libvirt.libvirtError as exc:
-            if created:
-                self._forget_new(dom)
-            raise from_libvirt(exc, f"{self.what}: {', '.join(actions)} failed") from exc
-        return dom
-
-    def _define(self, desired: ET.Element, current_xml: str | None) -> Any:
+    def _define(self, desired: ET.Element, current_xml: str | None) -> None:
+        """Step define/redefine: the domain (self.dom) is defined from the desired element."""
         self._make_log_dirs(desired)
         text = domain_xml.to_text(keep_identity(desired, current_xml))
         try:
-            return self.conn.defineXML(text)
+            self.dom = self.conn.defineXML(text)
         except libvirt.libvirtError as exc:
             raise from_libvirt(exc, f"{self.what}: libvirt rejected the definition") from exc
 
@@ -380,14 +386,11 @@ class DomainManager:
             if path and os.path.isabs(path):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
 
-    def _forget_new(self, dom: Any) -> None:
-        """A domain this run defined must not outlive the failure that followed."""
-        try:
-            if dom.isActive():
-                dom.destroy()
-            undefine(dom)
-        except libvirt.libvirtError:
-            pass  # the original error is the one worth reporting
+    def _remove_new(self, dom: Any) -> None:
+        """Undo of 'define': a domain this run defined must not outlive the failure that followed."""
+        if dom.isActive():
+            dom.destroy()
+        undefine(dom)
 
     def _do(self, dom: Any, action: str) -> None:
         if action == "start":
@@ -406,8 +409,6 @@ class DomainManager:
             self._shutdown(dom, force=bool(self.params.get("force_shutdown")))
         elif action in ("autostart", "no_autostart"):
             dom.setAutostart(1 if action == "autostart" else 0)
-        else:
-            return  # define/redefine/restart are done by execute() itself
         self._wait_settled(dom, action)
 
     def _wait_settled(self, dom: Any, action: str) -> None:
@@ -455,30 +456,33 @@ class DomainManager:
 
     # -- absent --
 
-    def _absent(self, dom: Any) -> dict[str, Any]:
+    def plan_absent(self) -> DomainPlan:
+        """Stop, undefine and, with remove_storage, delete the disk volumes; nothing when already gone."""
+        self.dom = dom = lookup(self.conn, self.name)
+        plan = DomainPlan(self.what, state_after="absent")
+        self.removed_volumes, self.kept_storage = [], []
         if dom is None:
-            return {"changed": False, "domain": {"name": self.name, "state": "absent"}, "removed_volumes": [],
-                    "restart_required": False, "actions": []}
-        xml_text = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            return plan
+        xml_text = self._inactive_xml(dom) or ""
         cur_state = state_name(dom)
         volumes, kept = self._storage(ET.fromstring(xml_text)) if self.params.get("remove_storage") else ([], [])
-        result: dict[str, Any] = {"changed": True, "domain": {"name": self.name, "state": "absent"},
-                                  "removed_volumes": [v.path() for v in volumes], "kept_storage": kept,
-                                  "restart_required": False,
-                                  "actions": (["destroy"] if cur_state in ACTIVE else []) + ["undefine"] +
-                                  (["delete_volumes"] if volumes else [])}
-        if self.want_diff:
-            result["diff"] = {"before": self._diff_text(cur_state, bool(dom.autostart()), xml_text, True),
-                              "after": ""}
-        if self.check_mode:
-            return result
-        try:
-            if cur_state in ACTIVE:
-                dom.destroy()
-            undefine(dom)
-        except libvirt.libvirtError as exc:
-            raise from_libvirt(exc, f"{self.what}: cannot remove") from exc
-        self._delete_volumes(volumes)
+        self.removed_volumes, self.kept_storage = [v.path() for v in volumes], kept
+        plan.before = self._diff_text(cur_state, bool(dom.autostart()), xml_text, True)
+        if cur_state in ACTIVE:
+            plan.add("destroy", dom.destroy)
+        plan.add("undefine", lambda: undefine(dom))
+        if volumes:
+            plan.add("delete_volumes", lambda: self._delete_volumes(volumes))
+        return plan
+
+    def _absent_result(self, plan: DomainPlan) -> dict[str, Any]:
+        result: dict[str, Any] = {"changed": plan.changed, "domain": {"name": self.name, "state": "absent"},
+                                  "removed_volumes": self.removed_volumes, "restart_required": False,
+                                  "actions": plan.actions}
+        if plan.before:
+            result["kept_storage"] = self.kept_storage
+            if self.want_diff:
+                result["diff"] = {"before": plan.before, "after": ""}
         return result
 
     def _storage(self, root: ET.Element) -> tuple:
@@ -519,23 +523,24 @@ class DomainManager:
 
     # -- result --
 
-    def _result(self, dom: Any, desired: ET.Element | None, plan: dict[str, Any]) -> dict[str, Any]:
-        if dom is not None and not self.check_mode and plan["actions"]:
+    def _result(self, plan: DomainPlan) -> dict[str, Any]:
+        dom = self.dom
+        if dom is not None and not self.check_mode and plan.changed:
             info = describe(dom, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         elif dom is not None:
-            info = describe(dom, plan["current_xml"], plan["state_after"], plan["autostart_after"])
+            info = describe(dom, plan.current_xml or "", plan.state_after, plan.autostart_after)
         else:  # check mode for a domain that would be created: describe the desired definition
-            root = domain_compare.normalise(desired, self.what)  # type: ignore[arg-type]
-            info = {"name": self.name, "uuid": None, "state": plan["state_after"],
-                    "autostart": plan["autostart_after"], "memory": domain_xml.memory_bytes(root),
+            root = domain_compare.normalise(self.desired_root, self.what)  # type: ignore[arg-type]
+            info = {"name": self.name, "uuid": None, "state": plan.state_after,
+                    "autostart": plan.autostart_after, "memory": domain_xml.memory_bytes(root),
                     "vcpus": domain_xml.vcpus(root), "xml": domain_xml.to_text(root),
                     "disks": domain_xml.disks(root), "interfaces": domain_xml.interfaces(root),
                     "forwarded_ports": domain_xml.forwarded_ports(root)}
-        info["restart_required"] = plan["restart_required"]
-        result: dict[str, Any] = {"changed": bool(plan["actions"]), "domain": info,
-                                  "restart_required": plan["restart_required"], "actions": plan["actions"]}
+        info["restart_required"] = plan.restart_required
+        result: dict[str, Any] = {"changed": plan.changed, "domain": info,
+                                  "restart_required": plan.restart_required, "actions": plan.actions}
         if self.want_diff:
-            result["diff"] = {"before": plan["before"], "after": plan["after"]}
+            result["diff"] = {"before": plan.before, "after": plan.after}
         return result
 
 

@@ -1,19 +1,20 @@
 """Convergence shared by persistent libvirt objects that are defined, started and autostarted.
 
 Pools and networks follow the same life cycle, so one planner serves both: it compares the desired
-definition with the canonicalised current one ONCE, turns the difference into an ordered list of
-named actions, and that single plan answers check mode (`changed`), diff mode (`before`/`after`)
-and the real run. Subclasses only say how to look up, define, start and describe their object.
+definition with the canonicalised current one ONCE and turns the difference into a plan of named steps
+(plan.Plan), which answers check mode (`changed`), diff mode (`before`/`after`) and the real run, and
+rolls back a definition this run created when a later step fails. Subclasses only say how to look up,
+define, start and describe their object.
 """
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import xmlcanon
-from .common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
+from .common import from_libvirt, libvirt, lookup_or_none
+from .plan import Plan, converge
 
 
 def _quiet(_ctx: Any, _err: Any) -> None:
@@ -22,28 +23,6 @@ def _quiet(_ctx: Any, _err: Any) -> None:
 
 if libvirt is not None:
     libvirt.registerErrorHandler(_quiet, None)
-
-
-@dataclass
-class Action:
-    label: str
-    apply: Callable[[], Any]
-
-
-@dataclass
-class Plan:
-    actions: list[Action] = field(default_factory=list)
-    before: str = ""
-    after: str = ""
-    restart_required: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.actions)
-
-    def add(self, label: str, apply: Callable[[], Any]) -> None:
-        self.actions.append(Action(label, apply))
 
 
 def drop_unrequested(current: ET.Element, desired: ET.Element, elements: Iterable[str] = (),
@@ -84,6 +63,7 @@ class LifecycleManager:
         self.check_mode = check_mode
         self.name: str = params["name"]
         self.what = f"{self.kind} '{self.name}'"
+        self.obj: Any = None  # what the last plan() found
 
     # --- hooks for subclasses -------------------------------------------------------------
     def lookup_raw(self, name: str) -> Any:
@@ -146,14 +126,15 @@ class LifecycleManager:
         return xmlcanon.canonical(copy)
 
     # --- planning ------------------------------------------------------------------------
-    def plan(self) -> tuple[Plan, Any]:
-        obj = self.lookup()
+    def plan(self) -> Plan:
+        """The plan from what libvirt says now; the object it found is kept in self.obj."""
+        self.obj = obj = self.lookup()
         if self.params["state"] == "absent":
-            return self.plan_absent(obj), obj
-        return self.plan_present(obj), obj
+            return self.plan_absent(obj)
+        return self.plan_present(obj)
 
     def plan_absent(self, obj: Any) -> Plan:
-        plan = Plan()
+        plan = Plan(self.what)
         if obj is None:
             return plan
         active = bool(self.call("cannot read the state of", obj.isActive))
@@ -171,7 +152,7 @@ class LifecycleManager:
         want_text = self.desired_text(desired)
         want_active = self.params["active"]
         want_autostart = self.params["autostart"]
-        plan = Plan()
+        plan = Plan(self.what)
         if obj is None:
             return self.plan_create(plan, desired, want_text, want_active, want_autostart)
         active = bool(self.call("cannot read the state of", obj.isActive))
@@ -205,11 +186,13 @@ class LifecycleManager:
         target_active = True if want_active is None else want_active
         plan.after = state_text(want_text, target_active, bool(want_autostart))
         created: dict[str, Any] = {}
-        plan.add("define", lambda: created.update(obj=self.define(desired)))
+        define = plan.add("define", lambda: created.update(obj=self.define(desired)),
+                          undo=lambda: self.remove_new(created["obj"]), undone="the new definition was removed again")
         if target_active:
-            plan.add("start", lambda: self.start(created["obj"]))
+            plan.add("start", lambda: self.start(created["obj"]), within=define)
         if want_autostart:
-            plan.add("autostart", lambda: self.call("cannot set autostart of", created["obj"].setAutostart, 1))
+            plan.add("autostart", lambda: self.call("cannot set autostart of", created["obj"].setAutostart, 1),
+                     within=define)
         return plan
 
     # --- actions -------------------------------------------------------------------------
@@ -234,41 +217,19 @@ class LifecycleManager:
         self.call("cannot stop", obj.destroy)
         self.start(obj)
 
+    def remove_new(self, obj: Any) -> None:
+        """Undo of 'define': the object this run defined goes again, stopped first if it was started."""
+        if obj.isActive():
+            obj.destroy()
+        obj.undefine()
+
     # --- running -------------------------------------------------------------------------
-    def apply(self, plan: Plan) -> None:
-        done: list[str] = []
-        for action in plan.actions:
-            try:
-                action.apply()
-            except LibvirtModuleError as exc:
-                exc.msg = self.failure_message(exc.msg, done, action.label)
-                exc.args = (exc.msg,)
-                raise
-            done.append(action.label)
-
-    def failure_message(self, msg: str, done: list[str], failed: str) -> str:
-        """Say exactly what remains; undo a definition this run created so nothing half-made stays."""
-        if done[:1] == ["define"]:
-            obj = self.lookup()
-            if obj is not None:
-                try:
-                    if obj.isActive():
-                        obj.destroy()
-                    obj.undefine()
-                    return f"{msg} (step '{failed}'; the new definition was removed again)"
-                except libvirt.libvirtError as exc:
-                    return f"{msg} (step '{failed}'; removing the new definition also failed: {exc})"
-        steps = ", ".join(done) if done else "none"
-        return f"{msg} (step '{failed}'; steps already applied: {steps})"
-
     def run(self) -> dict[str, Any]:
-        plan, obj = self.plan()
-        if not self.check_mode:
-            self.apply(plan)
-            obj = self.lookup()
+        plan = converge(self.plan, self.check_mode)
+        obj = self.obj if self.check_mode else self.lookup()
         result: dict[str, Any] = {
             "changed": plan.changed,
-            "actions": [a.label for a in plan.actions],
+            "actions": plan.actions,
             "diff": {"before": plan.before, "after": plan.after},
         }
         if self.params["state"] == "present":

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from . import xmlcanon
 from .common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
-from .lifecycle import Plan
+from .plan import Plan, converge
 from .units import UnitError, parse_size
 
 _QCOW2_MAGIC = b"QFI\xfb"
@@ -101,6 +101,7 @@ class VolumeManager:
         self.name: str = params["name"]
         self.pool_name: str = params["pool"]
         self.what = f"volume '{self.name}' in storage pool '{self.pool_name}'"
+        self.pool: Any = None  # what the last plan() found
 
     # --- inputs, all checked before anything changes --------------------------------------
     def desired(self) -> Desired:
@@ -162,27 +163,28 @@ class VolumeManager:
         return capacity, (fmt.get("type") or "raw") if fmt is not None else "raw"
 
     # --- planning ------------------------------------------------------------------------
-    def plan(self) -> tuple[Plan, Any]:
+    def plan(self) -> Plan:
+        """The plan from what libvirt says now; the pool it found is kept in self.pool."""
         desired = self.desired()
         source = self.source() if self.params["state"] == "present" else None
-        pool = self.lookup_pool()
+        self.pool = pool = self.lookup_pool()
         if pool is None:
             if self.params["state"] == "absent":
-                return Plan(), None  # no pool, so no volume: nothing to remove
+                return Plan(self.what)  # no pool, so no volume: nothing to remove
             raise LibvirtModuleError(f"storage pool '{self.pool_name}' not found (needed for {self.what})",
                                      error_code=libvirt.VIR_ERR_NO_STORAGE_POOL)
         vol = self.lookup_volume(pool)
         if self.params["state"] == "absent":
-            return self.plan_absent(vol), pool
+            return self.plan_absent(vol)
         if vol is None:
-            return self.plan_create(pool, desired, source), pool
-        return self.plan_update(vol, desired), pool
+            return self.plan_create(pool, desired, source)
+        return self.plan_update(vol, desired)
 
     def text(self, capacity: int | str | None, fmt: str | None) -> str:
         return f"volume: {self.pool_name}/{self.name}\nformat: {fmt}\ncapacity: {capacity}\n"
 
     def plan_absent(self, vol: Any) -> Plan:
-        plan = Plan()
+        plan = Plan(self.what)
         if vol is not None:
             plan.before = self.text(*self.current(vol))
             plan.add("delete", lambda: self.call("cannot delete", vol.delete, 0))
@@ -197,14 +199,14 @@ class VolumeManager:
         if target < capacity and not self.params.get("allow_shrink"):
             raise LibvirtModuleError(f"{self.what}: shrinking from {capacity} to {target} bytes loses data; "
                                      "set allow_shrink: true to do it anyway")
-        plan = Plan(before=self.text(capacity, fmt), after=self.text(target, fmt))
+        plan = Plan(self.what, before=self.text(capacity, fmt), after=self.text(target, fmt))
         if target != capacity:
             flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if target < capacity else 0
             plan.add("resize", lambda: self.call("cannot resize", vol.resize, target, flags))
         return plan
 
     def plan_create(self, pool: Any, desired: Desired, source: Source | None) -> Plan:
-        plan = Plan()
+        plan = Plan(self.what)
         if source is not None:
             return self.plan_upload(plan, pool, desired, source)
         if desired.capacity is None:
@@ -308,14 +310,12 @@ class VolumeManager:
         }
 
     def run(self) -> dict[str, Any]:
-        plan, pool = self.plan()
-        if not self.check_mode:
-            for action in plan.actions:
-                action.apply()
+        plan = converge(self.plan, self.check_mode)
+        pool = self.pool
         vol = self.lookup_volume(pool) if pool is not None and self.params["state"] == "present" else None
         return {
             "changed": plan.changed,
-            "actions": [a.label for a in plan.actions],
+            "actions": plan.actions,
             "diff": {"before": plan.before, "after": plan.after},
             "volume": self.describe(vol) if vol is not None else {},
         }

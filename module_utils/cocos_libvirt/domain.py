@@ -11,15 +11,15 @@ from __future__ import annotations
 import copy
 import os
 import time
-import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from . import domain_carry, domain_compare, domain_xml
+from . import domain_carry, domain_compare, domain_record, domain_xml
 from .common import (
     LibvirtModuleError,
     from_libvirt,
+    is_local,
     is_no_such,
     libvirt,
     lookup_or_none,
@@ -27,9 +27,15 @@ from .common import (
 from .plan import Plan, Step, converge
 from .xmlcanon import parse
 
-STATE_NAMES = {0: "nostate", 1: "running", 2: "running", 3: "paused", 4: "shutting_down", 5: "shutoff",
+# libvirt's virDomainState numbers (https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainState): the one
+# table of state names, for the modules, the manager and the guest tooling.
+STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutting_down", 5: "shutoff",
                6: "crashed", 7: "pmsuspended"}
-ACTIVE = {"running", "paused", "shutting_down", "pmsuspended"}
+# States with a QEMU process behind them. A blocked guest runs (its vCPUs wait on a resource).
+ACTIVE = frozenset({"running", "blocked", "paused", "shutting_down", "pmsuspended"})
+RUNNING = frozenset({"running", "blocked"})
+# Steps that start the guest: a definition without our record is recorded before them (see plan).
+STARTS = frozenset({"start", "start_paused"})
 POLL_SECONDS = 0.2
 
 if libvirt is not None:
@@ -71,15 +77,17 @@ def machine_aliases(caps_xml: str) -> dict[str, str]:
     return {m.text: m.get("canonical", "") for m in root.iter("machine") if m.get("canonical") and m.text}
 
 
-def is_local(uri: str) -> bool:
-    return not urllib.parse.urlparse(uri).netloc
-
-
 # ---- reading facts -----------------------------------------------------------------------------
 
 
-def state_name(dom: Any) -> str:
-    return STATE_NAMES.get(dom.state()[0], "unknown")
+def state_name(state: int) -> str:
+    """Name of a libvirt domain state number (dom.state()[0]): STATE_NAMES, 'unknown' for a number libvirt adds."""
+    return STATE_NAMES.get(state, "unknown")
+
+
+def state_of(dom: Any) -> str:
+    """The domain's state name. Raises libvirt.libvirtError."""
+    return state_name(dom.state()[0])
 
 
 def describe(dom: Any, xml_text: str, state: str | None = None, autostart: bool | None = None) -> dict:
@@ -88,7 +96,7 @@ def describe(dom: Any, xml_text: str, state: str | None = None, autostart: bool 
     return {
         "name": dom.name(),
         "uuid": dom.UUIDString(),
-        "state": state if state is not None else state_name(dom),
+        "state": state if state is not None else state_of(dom),
         "autostart": autostart if autostart is not None else bool(dom.autostart()),
         "memory": domain_xml.memory_bytes(root),
         "vcpus": domain_xml.vcpus(root),
@@ -155,7 +163,6 @@ class DomainPlan(Plan):
     autostart_after: bool = False
 
 
-
 class DomainManager:
     """Converges one domain: definition, run state, autostart."""
 
@@ -170,6 +177,9 @@ class DomainManager:
         # What the last plan found and built, and what state: absent will remove.
         self.dom: Any = None
         self.desired_root: ET.Element | None = None
+        # What the task alone describes (the whole xml, or the options' own definition): its digest is
+        # the record's `desired` (domain_record).
+        self.own: ET.Element | None = None
         self.removed_volumes: list[str] = []
         self.kept_storage: list[str] = []
 
@@ -181,12 +191,16 @@ class DomainManager:
         current_xml is libvirt's inactive XML of the existing domain (None for a new one): options
         the task omits leave its parts as they are (see domain_carry).
         """
+        self.own = None
         if self.params.get("xml"):
-            return self._from_xml(self.params["xml"])
+            # A copy of libvirt's XML given back as `xml` may carry our record: what we write is ours to say.
+            self.own = domain_record.strip(self._from_xml(self.params["xml"]))
+            return self.own
         if not domain_xml.structured_given(self.params):
             return None
         if current_xml is None:
-            return self._new_definition()
+            self.own = self._new_definition()
+            return self.own
         return self._updated_definition(ET.fromstring(current_xml))
 
     def _new_definition(self) -> ET.Element:
@@ -195,8 +209,10 @@ class DomainManager:
         return domain_xml.build(self.name, self.params, self._domain_type(None), self._volume_formats())
 
     def _updated_definition(self, current: ET.Element) -> ET.Element:
-        built = domain_xml.build(self.name, self.params, self._domain_type(current), self._volume_formats())
-        return domain_carry.carry_over(built, current, self.params, self.what)
+        self.own = domain_xml.build(self.name, self.params, self._domain_type(current), self._volume_formats())
+        out = domain_carry.carry_over(self.own, current, self.params, self.what)
+        domain_carry.keep_metadata(out, domain_record.without(current))
+        return out
 
     def _domain_type(self, current: ET.Element | None) -> str:
         """Omitted on an existing domain: its own type, so `auto` resolving differently today
@@ -289,37 +305,64 @@ class DomainManager:
         return self.plan(dom, desired, current_xml)
 
     def plan(self, dom: Any, desired: ET.Element | None, current_xml: str | None) -> DomainPlan:
-        """Everything this run will do, decided before anything changes."""
-        cur_state = state_name(dom) if dom is not None else "absent"
+        """Everything this run will do, decided before anything changes.
+
+        Whether to (re)define, from our record in the domain's metadata (domain_record): D is the digest
+        of what the task describes, S the digest of libvirt's stored XML read right after our define.
+
+        record | D       | S       | definition
+        -------|---------|---------|---------------------------------------------------------------
+        yes    | same    | same    | converged, whatever libvirt rewrote (nothing is compared)
+        yes    | same    | changed | drift behind our back: semantic comparison, redefine if it differs
+        yes    | changed | any     | xml (a whole definition): redefine; options (which describe parts,
+               |         |         | and other tasks may describe others): semantic comparison
+        no     |         |         | semantic comparison (domains we did not define)
+
+        A (re)definition writes a fresh record.
+        """
+        cur_state = state_of(dom) if dom is not None else "absent"
         cur_autostart = bool(dom.autostart()) if dom is not None else False
         plan = DomainPlan(self.what, current_xml=current_xml)
+        current = domain_record.without(ET.fromstring(current_xml)) if current_xml else None
+        record = domain_record.found_in(ET.fromstring(current_xml)) if current_xml else None
+        stored = domain_record.digest(current) if current is not None else None
+        wanted = domain_record.digest(self.own) if self.own is not None else None
+        drifted = record is not None and record.stored != stored
         def_before, def_after = "", ""
         created: Step | None = None
         redefine = False
         if desired is not None:
-            current = ET.fromstring(current_xml) if current_xml else None
             differs, def_before, def_after = domain_compare.compare(current, desired, self.what, self.machine_alias)
+            if record is not None and record.desired == wanted and not drifted:
+                differs, def_before = False, def_after  # converged: what libvirt made of what we applied
+            elif record is not None and record.desired != wanted and self.params.get("xml"):
+                differs = True
             if differs and dom is None:
-                created = plan.add("define", lambda: self._define(desired, current_xml),
+                created = plan.add("define", lambda: self._define(desired, current_xml, wanted, plan),
                                    undo=lambda: self._remove_new(self.dom),
                                    undone="the new definition was removed again")
             elif differs:
                 redefine = True
-                plan.add("redefine", lambda: self._define(desired, current_xml))
+                plan.add("redefine", lambda: self._define(desired, current_xml, wanted, plan))
+        # Starting a domain whose definition matches but carries no (or a stale) record records it first,
+        # so the guest's live XML says what it runs.
+        adopt = wanted is not None and not redefine and dom is not None and (record is None or drifted)
         run_state = "shutoff" if cur_state == "absent" else cur_state
         stopping = self.params["state"] in ("shutdown", "destroyed")
-        if self._stale_live(dom, cur_state, desired, redefine) and not stopping:
+        after = wanted if redefine else (record.desired if record is not None else None)
+        if self._runs_older(dom, cur_state, desired, redefine, after, drifted) and not stopping:
             if self.params.get("allow_restart"):
                 # the restart itself starts the guest again, paused when it was or is meant to be paused
                 paused = self.params["state"] == "paused" or (self.params["state"] == "present" and
                                                               run_state == "paused")
                 run_state = into = "paused" if paused else "running"
-                plan.add("restart", lambda: self._restart(self.dom, into))
+                plan.add("restart", lambda: self._restart(self.dom, into, wanted if adopt else None, plan))
             else:
                 plan.restart_required = True
         step = self._run_step(run_state)
         if step:
-            plan.add(step, lambda: self._do(self.dom, step), within=created)
+            adopting = wanted if adopt and step in STARTS else None
+            plan.add(step, lambda: self._do(self.dom, step, adopting, plan), within=created)
         plan.state_after = self._state_after(run_state, step)
         want_auto = self.params.get("autostart")
         plan.autostart_after = cur_autostart if want_auto is None else bool(want_auto)
@@ -330,14 +373,27 @@ class DomainManager:
         plan.after = self._diff_text(plan.state_after, plan.autostart_after, def_after, True)
         return plan
 
-    def _stale_live(self, dom: Any, cur_state: str, desired: ET.Element | None, redefine: bool) -> bool:
-        """Whether the running guest runs something other than the desired definition."""
-        if dom is None or desired is None or cur_state not in ACTIVE:
+    def _runs_older(self, dom: Any, cur_state: str, desired: ET.Element | None, redefine: bool,
+                    after: str | None, drifted: bool) -> bool:
+        """Whether the running guest runs something other than its definition after this run.
+
+        The guest's live record (what it was started from) against `after`, the record the persistent
+        definition has after this run, never libvirt's live rendering of it. Only without a conclusive
+        record (none in the live XML or the persistent one, or a persistent definition that drifted, so
+        the guest may have been started from the drifted one) is the live XML compared semantically.
+        """
+        if dom is None or cur_state not in ACTIVE:
+            return False
+        live = domain_record.live(dom)
+        if live is not None and after is not None and not drifted:
+            return live.desired != after
+        if desired is None:
             return False
         if redefine:
             return True
-        live = ET.fromstring(dom.XMLDesc(0))
-        differs, _, _ = domain_compare.compare(live, without_current_memory(desired), self.what, self.machine_alias)
+        current_live = domain_record.strip(ET.fromstring(dom.XMLDesc(0)))
+        differs, _, _ = domain_compare.compare(current_live, without_current_memory(desired), self.what,
+                                               self.machine_alias)
         return differs
 
     def _run_step(self, run_state: str) -> str | None:
@@ -366,14 +422,30 @@ class DomainManager:
 
     # -- execution --
 
-    def _define(self, desired: ET.Element, current_xml: str | None) -> None:
-        """Step define/redefine: the domain (self.dom) is defined from the desired element."""
+    def _define(self, desired: ET.Element, current_xml: str | None, wanted: str | None, plan: Plan) -> None:
+        """Step define/redefine: the domain (self.dom) is defined from the desired element, then what was
+        applied is recorded (before any start, so a guest started later carries the record)."""
         self._make_log_dirs(desired)
         text = domain_xml.to_text(keep_identity(desired, current_xml))
         try:
             self.dom = self.conn.defineXML(text)
         except libvirt.libvirtError as exc:
             raise from_libvirt(exc, f"{self.what}: libvirt rejected the definition") from exc
+        if wanted is not None:
+            self._record(wanted, plan)
+
+    def _record(self, wanted: str, plan: Plan) -> None:
+        """Write our record (domain_record) into the persistent definition as libvirt stores it now.
+
+        The record only saves later runs a comparison: when libvirt refuses it, the definition stands and
+        the next run compares semantically, so this is a warning, not a failure."""
+        try:
+            stored = domain_record.digest(domain_record.strip(
+                ET.fromstring(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))))
+            domain_record.write(self.dom, domain_record.Record(wanted, stored))
+        except libvirt.libvirtError as exc:
+            plan.warnings.append(f"{self.what}: cannot record what was applied in its metadata "
+                                 f"({exc.get_error_message()}); the next run compares its definition with libvirt's")
 
     def _make_log_dirs(self, desired: ET.Element) -> None:
         """Serial logs land in a file whose directory libvirt will not create."""
@@ -392,7 +464,10 @@ class DomainManager:
             dom.destroy()
         undefine(dom)
 
-    def _do(self, dom: Any, action: str) -> None:
+    def _do(self, dom: Any, action: str, adopt: str | None = None, plan: Plan | None = None) -> None:
+        """One run-state or autostart step; `adopt`: record this desired digest before starting (see plan)."""
+        if adopt is not None and plan is not None:
+            self._record(adopt, plan)
         if action == "start":
             dom.create()
         elif action == "start_paused":
@@ -412,11 +487,11 @@ class DomainManager:
         self._wait_settled(dom, action)
 
     def _wait_settled(self, dom: Any, action: str) -> None:
-        wanted = {"start": "running", "resume": "running", "wakeup": "running", "suspend": "paused",
-                  "start_paused": "paused", "destroy": "shutoff"}.get(action)
-        if wanted and not self._wait_for(dom, {wanted}):
-            raise LibvirtModuleError(f"{self.what}: still {state_name(dom)} {self._timeout()} s after {action}, "
-                                     f"expected {wanted}")
+        wanted = {"start": RUNNING, "resume": RUNNING, "wakeup": RUNNING, "suspend": {"paused"},
+                  "start_paused": {"paused"}, "destroy": {"shutoff"}}.get(action)
+        if wanted and not self._wait_for(dom, set(wanted)):
+            raise LibvirtModuleError(f"{self.what}: still {state_of(dom)} {self._timeout()} s after {action}, "
+                                     f"expected {' or '.join(sorted(wanted))}")
 
     def _timeout(self) -> int:
         return int(self.params.get("wait_timeout") or 60)
@@ -424,7 +499,7 @@ class DomainManager:
     def _wait_for(self, dom: Any, states: set, timeout: float | None = None) -> bool:
         deadline = time.monotonic() + (self._timeout() if timeout is None else timeout)
         while True:
-            if state_name(dom) in states:
+            if state_of(dom) in states:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -432,7 +507,7 @@ class DomainManager:
 
     def _shutdown(self, dom: Any, force: bool) -> None:
         """ACPI power button, wait; destroy after the timeout only when forcing is allowed."""
-        if state_name(dom) == "paused":
+        if state_of(dom) == "paused":
             dom.resume()  # a paused guest cannot react to the power button
         dom.shutdown()
         if self._wait_for(dom, {"shutoff", "crashed"}):
@@ -444,9 +519,12 @@ class DomainManager:
                 "or use state: destroyed")
         dom.destroy()
 
-    def _restart(self, dom: Any, into: str) -> None:
-        """Stop (graceful, then forced after wait_timeout: the user allowed a restart) so the new definition applies."""
-        if state_name(dom) in ACTIVE:
+    def _restart(self, dom: Any, into: str, adopt: str | None, plan: Plan) -> None:
+        """Stop (graceful, then forced after wait_timeout: the user allowed a restart) so the new definition
+        applies; `adopt`: record this desired digest first (see plan)."""
+        if adopt is not None:
+            self._record(adopt, plan)
+        if state_of(dom) in ACTIVE:
             self._shutdown(dom, force=True)
         if into == "paused":
             start_paused(dom)
@@ -464,7 +542,7 @@ class DomainManager:
         if dom is None:
             return plan
         xml_text = self._inactive_xml(dom) or ""
-        cur_state = state_name(dom)
+        cur_state = state_of(dom)
         volumes, kept = self._storage(ET.fromstring(xml_text)) if self.params.get("remove_storage") else ([], [])
         self.removed_volumes, self.kept_storage = [v.path() for v in volumes], kept
         plan.before = self._diff_text(cur_state, bool(dom.autostart()), xml_text, True)

@@ -69,6 +69,16 @@ def carry_over(built: ET.Element, current: ET.Element, opts: dict[str, Any], wha
     return out
 
 
+def keep_metadata(out: ET.Element, current: ET.Element) -> None:
+    """Other applications' <metadata> (libosinfo's, a management tool's) is no option's part: a redefinition
+    from options keeps it. `current` comes without our own record (domain_record), which is rewritten."""
+    kept = current.find("metadata")
+    if kept is None or out.find("metadata") is not None:
+        return
+    name = out.find("name")
+    out.insert(list(out).index(name) + 1 if name is not None else 0, copy.deepcopy(kept))
+
+
 def _replace_children(out: ET.Element, current: ET.Element, parent_path: str, tags: tuple[str, ...]) -> None:
     """Swap out's children with these tags for copies of current's, in the place out had them."""
     parent = _ensure(out, parent_path)

@@ -12,6 +12,7 @@ import copy
 import os
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,10 @@ ACTIVE = frozenset({"running", "blocked", "paused", "shutting_down", "pmsuspende
 RUNNING = frozenset({"running", "blocked"})
 # Steps that start the guest: a definition without our record is recorded before them (see plan).
 STARTS = frozenset({"start", "start_paused"})
+# The states each run-state step reaches.
+REACHES: dict[str, frozenset[str]] = {
+    "start": RUNNING, "resume": RUNNING, "wakeup": RUNNING, "start_paused": frozenset({"paused"}),
+    "suspend": frozenset({"paused"}), "shutdown": frozenset({"shutoff"}), "destroy": frozenset({"shutoff"})}
 POLL_SECONDS = 0.2
 
 if libvirt is not None:
@@ -332,11 +337,14 @@ class DomainManager:
         created: Step | None = None
         redefine = False
         if desired is not None:
-            differs, def_before, def_after = domain_compare.compare(current, desired, self.what, self.machine_alias)
             if record is not None and record.desired == wanted and not drifted:
-                differs, def_before = False, def_after  # converged: what libvirt made of what we applied
-            elif record is not None and record.desired != wanted and self.params.get("xml"):
-                differs = True
+                # converged, whatever libvirt made of what we applied: nothing to compare
+                _, _, def_after = domain_compare.compare(None, desired, self.what)
+                differs, def_before = False, def_after
+            else:
+                differs, def_before, def_after = domain_compare.compare(current, desired, self.what,
+                                                                        self.machine_alias)
+                differs = differs or (record is not None and record.desired != wanted and bool(self.params.get("xml")))
             if differs and dom is None:
                 created = plan.add("define", lambda: self._define(desired, current_xml, wanted, plan),
                                    undo=lambda: self._remove_new(self.dom),
@@ -362,13 +370,15 @@ class DomainManager:
         step = self._run_step(run_state)
         if step:
             adopting = wanted if adopt and step in STARTS else None
-            plan.add(step, lambda: self._do(self.dom, step, adopting, plan), within=created)
+            plan.add(step, lambda: self._do(self.dom, step, adopting, plan), within=created,
+                     done=lambda: self._in_state(REACHES[step]))
         plan.state_after = self._state_after(run_state, step)
         want_auto = self.params.get("autostart")
         plan.autostart_after = cur_autostart if want_auto is None else bool(want_auto)
         if plan.autostart_after != cur_autostart:
             name = "autostart" if want_auto else "no_autostart"
-            plan.add(name, lambda: self._do(self.dom, name), within=created)
+            plan.add(name, lambda: self._do(self.dom, name), within=created,
+                     done=lambda: self._autostarts(plan.autostart_after))
         plan.before = self._diff_text(cur_state, cur_autostart, def_before, dom is not None)
         plan.after = self._diff_text(plan.state_after, plan.autostart_after, def_after, True)
         return plan
@@ -395,6 +405,15 @@ class DomainManager:
         differs, _, _ = domain_compare.compare(current_live, without_current_memory(desired), self.what,
                                                self.machine_alias)
         return differs
+
+    # Whether another run reached a step's goal meanwhile (plan.Step.done): then its failure is none.
+    def _in_state(self, states: Iterable[str]) -> bool:
+        now = lookup(self.conn, self.name)
+        return (state_of(now) if now is not None else "absent") in states
+
+    def _autostarts(self, wanted: bool) -> bool:
+        now = lookup(self.conn, self.name)
+        return now is not None and bool(now.autostart()) == wanted
 
     def _run_step(self, run_state: str) -> str | None:
         target = self.params["state"]
@@ -487,8 +506,7 @@ class DomainManager:
         self._wait_settled(dom, action)
 
     def _wait_settled(self, dom: Any, action: str) -> None:
-        wanted = {"start": RUNNING, "resume": RUNNING, "wakeup": RUNNING, "suspend": {"paused"},
-                  "start_paused": {"paused"}, "destroy": {"shutoff"}}.get(action)
+        wanted = REACHES.get(action) if action != "shutdown" else None  # shutdown waits in _shutdown
         if wanted and not self._wait_for(dom, set(wanted)):
             raise LibvirtModuleError(f"{self.what}: still {state_of(dom)} {self._timeout()} s after {action}, "
                                      f"expected {' or '.join(sorted(wanted))}")
@@ -547,8 +565,8 @@ class DomainManager:
         self.removed_volumes, self.kept_storage = [v.path() for v in volumes], kept
         plan.before = self._diff_text(cur_state, bool(dom.autostart()), xml_text, True)
         if cur_state in ACTIVE:
-            plan.add("destroy", dom.destroy)
-        plan.add("undefine", lambda: undefine(dom))
+            plan.add("destroy", dom.destroy, done=lambda: self._in_state({"shutoff", "absent"}))
+        plan.add("undefine", lambda: undefine(dom), done=lambda: self._in_state({"absent"}))
         if volumes:
             plan.add("delete_volumes", lambda: self._delete_volumes(volumes))
         return plan

@@ -142,11 +142,24 @@ class LifecycleManager:
         plan.before = state_text(self.comparable(stored, stored), active,
                                  bool(self.call("cannot read autostart of", obj.autostart)))
         if active:
-            plan.add("stop", lambda: self.call("cannot stop", obj.destroy))
+            plan.add("stop", lambda: self.call("cannot stop", obj.destroy), done=self.stopped)
         self.remove_extra(obj, plan)
         if self.call("cannot read the persistence of", obj.isPersistent):
-            plan.add("undefine", lambda: self.call("cannot undefine", obj.undefine))
+            plan.add("undefine", lambda: self.call("cannot undefine", obj.undefine), done=lambda: self.lookup() is None)
         return plan
+
+    # Whether another run reached a step's goal meanwhile (plan.Step.done): then its failure is none.
+    def stopped(self) -> bool:
+        now = self.lookup()
+        return now is None or not now.isActive()
+
+    def running(self) -> bool:
+        now = self.lookup()
+        return now is not None and bool(now.isActive())
+
+    def autostarting(self, wanted: bool) -> bool:
+        now = self.lookup()
+        return now is not None and bool(now.autostart()) == wanted
 
     def plan_present(self, obj: Any) -> Plan:
         desired = self.build_desired()
@@ -178,11 +191,12 @@ class LifecycleManager:
             plan.restart_required = True
             plan.warnings.append(f"{self.what} runs with an older definition; set allow_restart: true to restart it")
         if target_active and not active:
-            plan.add("start", lambda: self.start(obj))
+            plan.add("start", lambda: self.start(obj), done=self.running)
         if active and not target_active:
-            plan.add("stop", lambda: self.call("cannot stop", obj.destroy))
+            plan.add("stop", lambda: self.call("cannot stop", obj.destroy), done=self.stopped)
         if target_autostart != autostart:
-            plan.add("autostart", lambda: self.call("cannot set autostart of", obj.setAutostart, int(target_autostart)))
+            plan.add("autostart", lambda: self.call("cannot set autostart of", obj.setAutostart, int(target_autostart)),
+                     done=lambda: self.autostarting(target_autostart))
         return plan
 
     def plan_create(self, plan: Plan, desired: ET.Element, want_text: str, want_active: bool | None,
@@ -195,10 +209,11 @@ class LifecycleManager:
         self.add_create_steps(plan, created, define)
         if target_active:
             plan.add("start", lambda: self.call("cannot start", created["obj"].create),
-                     undo=lambda: self.call("cannot stop", created["obj"].destroy), undone="stopped again")
+                     undo=lambda: self.call("cannot stop", created["obj"].destroy), undone="stopped again",
+                     done=self.running)
         if want_autostart:
             plan.add("autostart", lambda: self.call("cannot set autostart of", created["obj"].setAutostart, 1),
-                     within=define)
+                     within=define, done=lambda: self.autostarting(True))
         return plan
 
     # --- actions -------------------------------------------------------------------------

@@ -7,9 +7,11 @@ steps), the real run applies it step by step, and when a step fails the steps th
 created something are undone in reverse order, so the error says exactly what was applied, what was
 rolled back and what remains.
 
-`converge()` adds one rule for concurrent runs: when a step fails because the world changed between
-planning and applying (another run created, started or removed the same object), it plans again from
-what libvirt says now and applies that, so both runs end converged.
+Concurrent runs on the same object (two playbooks creating it at once) both end converged: a step whose
+goal another run reached meanwhile (`done`: the object is running now) counts as done, and when the first
+step fails with nothing applied yet (the other run defined or created the object first), `converge()`
+plans again from what libvirt says now and applies that. Nothing is rolled back for a race, so the loser
+never removes what the winner made.
 """
 from __future__ import annotations
 
@@ -24,25 +26,27 @@ from .common import LibvirtModuleError, from_libvirt, libvirt
 class Step:
     """One named change. `undo` is set on steps that create something (a definition, a directory, a
     volume) and removes it again; `undone` says what undo did, for the failure message. A step whose
-    effect disappears with an earlier step's undo (starting an object this run defined) names that step
-    in `within` instead of having an undo of its own."""
+    effect disappears with an earlier step's undo (autostart of an object this run defined) names that
+    step in `within` instead of having an undo of its own. `done`, when set, tells after a failure
+    whether the step's goal was reached anyway (another run started the object)."""
 
     name: str
     apply: Callable[[], Any]
     undo: Callable[[], Any] | None = None
     undone: str = ""
     within: Step | None = None
+    done: Callable[[], bool] | None = None
 
 
 class StepFailed(Exception):
     """A step of a plan failed; `error` is the LibvirtModuleError to report (its message already says
     what was applied, rolled back and what remains), `remaining` the names of applied steps still in effect."""
 
-    def __init__(self, error: LibvirtModuleError, step: Step, remaining: list[str]) -> None:
+    def __init__(self, error: LibvirtModuleError, step: Step, applied: list[str]) -> None:
         super().__init__(error.msg)
         self.error = error
         self.step = step
-        self.remaining = remaining
+        self.applied = applied
 
 
 @dataclass
@@ -60,20 +64,18 @@ class Plan:
     after: str = ""
     restart_required: bool = False
     warnings: list[str] = field(default_factory=list)
-    # Steps an earlier attempt of converge() applied and that stayed in effect (see converge).
-    earlier: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.actions)
+        return bool(self.steps)
 
     @property
     def actions(self) -> list[str]:
-        return self.earlier + [step.name for step in self.steps]
+        return [step.name for step in self.steps]
 
     def add(self, name: str, apply: Callable[[], Any], undo: Callable[[], Any] | None = None, undone: str = "",
-            within: Step | None = None) -> Step:
-        step = Step(name, apply, undo, undone, within)
+            within: Step | None = None, done: Callable[[], bool] | None = None) -> Step:
+        step = Step(name, apply, undo, undone, within, done)
         self.steps.append(step)
         return step
 
@@ -84,10 +86,16 @@ class Plan:
             try:
                 step.apply()
             except LibvirtModuleError as exc:
-                raise self._rolled_back(step, applied, exc) from exc
+                self._failed(step, applied, exc)
             except libvirt.libvirtError as exc:
-                raise self._rolled_back(step, applied, from_libvirt(exc, f"{self.what}: {step.name} failed")) from exc
+                self._failed(step, applied, from_libvirt(exc, f"{self.what}: {step.name} failed"))
             applied.append(step)
+
+    def _failed(self, step: Step, applied: list[Step], error: LibvirtModuleError) -> None:
+        """Return when another run reached the step's goal meanwhile; else roll back and raise StepFailed."""
+        if step.done is not None and _reached(step.done):
+            return
+        raise self._rolled_back(step, applied, error) from error
 
     def _rolled_back(self, failed: Step, applied: list[Step], error: LibvirtModuleError) -> StepFailed:
         rolled: list[Step] = []
@@ -107,7 +115,14 @@ class Plan:
         error.args = (error.msg,)
         error.details.update(failed_step=failed.name, applied=[s.name for s in applied],
                              rolled_back=[s.name for s in rolled], remaining=remaining)
-        return StepFailed(error, failed, remaining)
+        return StepFailed(error, failed, [s.name for s in applied])
+
+
+def _reached(done: Callable[[], bool]) -> bool:
+    try:
+        return bool(done())
+    except (libvirt.libvirtError, LibvirtModuleError):
+        return False  # cannot tell: the step's own error stands
 
 
 def _account(failed: Step, applied: list[Step], rolled: list[Step], remaining: list[str], notes: list[str]) -> str:
@@ -128,10 +143,10 @@ P = TypeVar("P", bound=Plan)
 def converge(make_plan: Callable[[], P], check_mode: bool, attempts: int = 3) -> P:
     """make_plan(), applied unless in check mode; returns the plan that was (or would be) applied.
 
-    A failed step is planned again from what libvirt says now. When the new plan is what the old one
-    still had to do, the failure is real and is raised. When it differs, another run changed the object
-    between our planning and our step (it created, started or removed it first): the new plan is applied
-    instead, so concurrent runs both end converged. Raises LibvirtModuleError.
+    When the first step fails with nothing applied, the object is planned again from what libvirt says
+    now: a different plan means another run changed it between our reading and our step (defined or
+    created it first), and the new plan is applied instead; the same plan means the failure is real and
+    it is raised. Raises LibvirtModuleError.
     """
     plan = make_plan()
     if check_mode:
@@ -141,12 +156,10 @@ def converge(make_plan: Callable[[], P], check_mode: bool, attempts: int = 3) ->
             plan.apply()
             return plan
         except StepFailed as failure:
-            if attempt + 1 == attempts:
+            if failure.applied or attempt + 1 == attempts:
                 raise failure.error from failure
-            expected = [s.name for s in plan.steps if s.name not in failure.remaining]
             again = make_plan()
-            if again.actions == expected:
+            if again.actions == plan.actions:
                 raise failure.error from failure
-            again.earlier = plan.earlier + failure.remaining
             plan = again
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

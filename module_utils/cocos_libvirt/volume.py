@@ -230,7 +230,8 @@ class VolumeManager:
         plan = Plan(self.what)
         if vol is not None:
             plan.before = self.text(*self.current(vol))
-            plan.add("delete", lambda: self.call("cannot delete", vol.delete, 0))
+            plan.add("delete", lambda: self.call("cannot delete", vol.delete, 0),
+                     done=lambda: self.lookup_volume(self.pool) is None)
         return plan
 
     def pool_type(self, pool: Any) -> str:

@@ -17,7 +17,7 @@ description:
     pool whose definition changed is restarted so the change takes effect; guests keep their open disk files.
   - Only C(dir), C(fs) and C(netfs) pools are built, which for them only makes the target directory (when the
     pool is defined, and again before it starts). Other types' build would initialise devices (a volume group,
-    a partition table), so they are never built: prepare their storage first.
+    a partition table), so they are never built; prepare their storage first.
   - A new pool whose build or start fails is stopped, the directories its build made are removed and its
     definition is undefined; the error names the failed step and what was rolled back.
 options:

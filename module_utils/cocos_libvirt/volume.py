@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ _CHUNK = 1024 * 1024
 # Pool types whose volumes are files that libvirt creates with qemu-img (every format but raw).
 FILE_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
 LVM_EXTENT = 4 * 1024 ** 2
+UPLOAD_PROBE_SECONDS = 60
 
 
 def rounding(fmt: str | None, pool_type: str) -> int:
@@ -361,6 +363,18 @@ class VolumeManager:
             except libvirt.libvirtError:
                 pass  # the stream is already dead; the upload error below is what matters
             raise from_libvirt(exc, f"cannot upload {source.location} into {self.what}") from exc
+        self.wait_probed(vol, image_format(path))
+
+    def wait_probed(self, vol: Any, fmt: str) -> None:
+        """Wait until libvirt reports the uploaded image's own format. It re-reads the pool in a thread of
+        its own once the upload stream closes; until then the volume still looks raw, and a resize would
+        only lengthen the file (measured under load: the rerun then had to resize again)."""
+        deadline = time.monotonic() + UPLOAD_PROBE_SECONDS
+        while self.current(vol)[1] != fmt:
+            if time.monotonic() >= deadline:
+                raise LibvirtModuleError(f"{self.what}: libvirt still reports the uploaded {fmt} image as "
+                                         f"{self.current(vol)[1]} after {UPLOAD_PROBE_SECONDS} s")
+            time.sleep(0.1)
 
     def grow_after_upload(self, vol: Any, desired: Desired) -> None:
         capacity = self.current(vol)[0]

@@ -234,6 +234,17 @@ def test_source_image_larger_than_capacity_fails_first_unless_grow_to_source(dir
     assert grown[0]["actions"] == ["create", "upload"] and grown[0]["volume"]["capacity"] == 64 * 1024 ** 2
 
 
+def test_a_smaller_source_image_is_grown_once_after_libvirt_read_it(dir_pool):
+    """libvirt re-reads an uploaded image in a thread of its own: growing it before then lengthened only the
+    file, and every rerun grew it again."""
+    source = f"{AREA}/src16m.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", source, "16M"], check=True)
+    args = {"pool": POOL, "name": PREFIX + "grown.qcow2", "source": source, "capacity": "48MiB"}
+    results = settles("libvirt_volume", args)
+    assert results[0]["actions"] == ["create", "upload", "resize"]
+    assert [(r["volume"]["format"], r["volume"]["capacity"]) for r in results] == [("qcow2", 48 * 1024 ** 2)] * 3
+
+
 def test_volume_xml_without_format_is_reported_as_created(dir_pool):
     xml = f"<volume><name>{PREFIX}plain.img</name><capacity unit='MiB'>2</capacity></volume>"
     args = {"pool": POOL, "name": PREFIX + "plain.img", "xml": xml}

@@ -330,7 +330,7 @@ class DomainManager:
         plan = DomainPlan(self.what, current_xml=current_xml)
         current = domain_record.without(ET.fromstring(current_xml)) if current_xml else None
         record = domain_record.found_in(ET.fromstring(current_xml)) if current_xml else None
-        stored = domain_record.digest(current) if current is not None else None
+        stored = domain_record.stored_digest(current) if current is not None else None
         wanted = domain_record.digest(self.own) if self.own is not None else None
         drifted = record is not None and record.stored != stored
         def_before, def_after = "", ""
@@ -459,7 +459,7 @@ class DomainManager:
         The record only saves later runs a comparison: when libvirt refuses it, the definition stands and
         the next run compares semantically, so this is a warning, not a failure."""
         try:
-            stored = domain_record.digest(domain_record.strip(
+            stored = domain_record.stored_digest(domain_record.strip(
                 ET.fromstring(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))))
             domain_record.write(self.dom, domain_record.Record(wanted, stored))
         except libvirt.libvirtError as exc:

@@ -7,7 +7,9 @@ libvirt keeps application data in a domain's `<metadata>`, one element per XML n
 
 - D: sha256 of the desired definition as the task gave it, canonicalised (xmlcanon.canonical): the whole
   `xml`, or what the structured options alone describe (not the parts kept from libvirt's XML);
-- S: sha256 of libvirt's stored inactive XML, without this record, read right after our define.
+- S: sha256 of libvirt's stored inactive XML, without this record, read right after our define, with the
+  devices taken as a set (stored_digest): libvirt reorders them in the stored XML when it first starts a
+  guest (q35 controllers, measured with libvirt 9.0), and every stored device has its address or target.
 
 It is written with VIR_DOMAIN_AFFECT_CONFIG right after each define and before any start, so a running
 guest's live XML carries the record of the definition it was started from. A rerun then needs no
@@ -46,6 +48,16 @@ class Record:
 def digest(root: ET.Element) -> str:
     """sha256 hex of an element's canonical text (attribute order and whitespace do not count)."""
     return hashlib.sha256(canonical(root).encode("utf-8")).hexdigest()
+
+
+def stored_digest(root: ET.Element) -> str:
+    """digest() of libvirt's stored XML with its devices sorted: the order libvirt keeps them in is no
+    part of the definition (each has an explicit address or target there), and changes when it starts."""
+    out = copy.deepcopy(root)
+    devices = out.find("devices")
+    if devices is not None:
+        devices[:] = sorted(devices, key=canonical)
+    return digest(out)
 
 
 def strip(root: ET.Element) -> ET.Element:

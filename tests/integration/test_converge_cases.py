@@ -180,6 +180,25 @@ def test_removing_metadata_from_a_whole_xml_is_a_change(conn):
     assert root.find(f"metadata/{{{app}}}info") is None and domain_record.found_in(root) is not None
 
 
+def test_a_q35_guest_started_outside_the_module_settles(conn):
+    """libvirt reorders a q35 guest's controllers in the stored XML when it first starts it (autostart at boot,
+    virsh start): no drift, nothing to redefine, no restart."""
+    name = PREFIX + "q35"
+    body = ("<os><type arch='x86_64' machine='q35'>hvm</type></os><devices>"
+            "<disk type='file' device='cdrom'><target dev='sda' bus='sata'/></disk>"
+            "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+            "<console type='pty'/></devices>")  # a console: the semantic comparison would see libvirt's serial
+    xml = (f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>128</memory>{body}</domain>")
+    settles("libvirt_domain", {"name": name, "xml": xml})
+    before = conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    virsh("start", name)
+    assert conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) != before  # reordered
+    for check in (False, True):
+        again = manage("libvirt_domain", {"name": name, "xml": xml, "state": "running", "allow_restart": True},
+                       check=check)
+        assert not again["changed"] and not again["restart_required"], again["actions"]
+
+
 def test_drift_made_with_virsh_is_detected_and_converged(conn):
     name = PREFIX + "drift"
     nic = "<interface type='network'><mac address='52:54:00:AB:CD:01'/><source network='default'/></interface>"

@@ -58,7 +58,7 @@ def test_define_records_digests_of_desired_and_stored(conn):
     record = domain_record.found_in(root)
     assert record is not None
     assert record.desired == domain_record.digest(domain_record.strip(ET.fromstring(XML)))
-    assert record.stored == domain_record.digest(domain_record.without(root))
+    assert record.stored == domain_record.stored_digest(domain_record.without(root))
     # the user's own metadata stays beside ours
     assert root.find(f"metadata/{{{APP}}}info/{{{APP}}}owner").text == "team-a"
 

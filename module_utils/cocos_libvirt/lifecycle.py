@@ -69,8 +69,9 @@ class LifecycleManager:
     def carry_identity(self, desired: ET.Element, current: ET.Element) -> None:
         """Copy into `desired` what the driver allocated for the existing object and the user left out."""
 
-    def strip_runtime(self, root: ET.Element, desired: ET.Element) -> None:
-        """Remove from a stored or rendered definition what a running object reports beyond its definition."""
+    def strip_runtime(self, root: ET.Element, other: ET.Element) -> None:
+        """Remove from a stored or rendered definition what a running object reports beyond its definition;
+        `other` is the definition it is compared with."""
 
     def strip_started(self, live: ET.Element, stored: ET.Element) -> None:
         """Remove from a running object's live XML what starting it added to the stored definition."""
@@ -112,18 +113,26 @@ class LifecycleManager:
                 return obj.XMLDesc(0)
             raise from_libvirt(exc, f"cannot read the definition of {self.what}") from exc
 
-    def comparable(self, root: ET.Element, desired: ET.Element) -> str:
-        """Canonical text of a stored or rendered definition as it is compared (no uuid, no runtime facts)."""
+    def comparable(self, root: ET.Element, other: ET.Element) -> str:
+        """Canonical text of a stored or rendered definition as it is compared with `other` (no uuid, no
+        runtime facts)."""
         copy = ET.fromstring(ET.tostring(root))
         xmlcanon.remove(copy, ["uuid"])
-        self.strip_runtime(copy, desired)
+        self.strip_runtime(copy, other)
         return xmlcanon.canonical(copy)
 
     def runs_older(self, obj: Any, stored: ET.Element) -> bool:
-        """Whether the active object runs a definition other than its stored (pending) one."""
-        live = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
-        self.strip_started(live, stored)
-        return xmlcanon.canonical(live) != xmlcanon.canonical(stored)
+        """Whether the active object runs a definition other than its stored (pending) one.
+
+        The two are read one after the other, so an object another run starts in between looks different
+        (a pool's XML gains the permissions found on its directory): a difference is read once more."""
+        for _ in range(2):
+            live = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
+            self.strip_started(live, stored)
+            if xmlcanon.canonical(live) == xmlcanon.canonical(stored):
+                return False
+            stored = xmlcanon.parse(self.xml_desc(obj, self.inactive_flag), self.what)
+        return True
 
     # --- planning ------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -172,9 +181,11 @@ class LifecycleManager:
         stored = xmlcanon.parse(self.xml_desc(obj, self.inactive_flag), self.what)
         self.carry_identity(desired, stored)
         rendered = self.render(desired)
-        want_text = self.comparable(rendered, rendered)
-        have_text = self.comparable(stored, rendered)
         active = bool(self.call("cannot read the state of", obj.isActive))
+        # An active object's XML holds what it found at runtime in place of parts of its definition (a pool's
+        # directory permissions): those parts are compared only where both sides have them.
+        want_text = self.comparable(rendered, stored if active else rendered)
+        have_text = self.comparable(stored, rendered)
         autostart = bool(self.call("cannot read autostart of", obj.autostart))
         persistent = bool(self.call("cannot read the persistence of", obj.isPersistent))
         target_active = active if want_active is None else want_active

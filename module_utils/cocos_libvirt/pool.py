@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from . import render, xmlcanon
-from .common import LibvirtModuleError, is_local, libvirt
+from .common import LibvirtModuleError, from_libvirt, is_local, libvirt
 from .lifecycle import LifecycleManager
 from .plan import Plan, Step
 
@@ -46,11 +46,12 @@ class PoolManager(LifecycleManager):
     def render(self, desired: ET.Element) -> ET.Element:
         return render.pool(desired, self.what)
 
-    def strip_runtime(self, root: ET.Element, desired: ET.Element) -> None:
-        """Sizes, the permissions found on the target directory beyond those the definition sets, and the
-        free extents found on source devices are what an active pool reports, not its definition."""
+    def strip_runtime(self, root: ET.Element, other: ET.Element) -> None:
+        """Sizes, free extents found on source devices, and the target directory's permissions are what an
+        active pool reports (libvirt replaces the defined permissions with those it finds on the directory):
+        permission fields are kept only where `other` has them too."""
         xmlcanon.remove(root, _SIZES + ["source/device/freeExtent"])
-        wanted = desired.find("target/permissions")
+        wanted = other.find("target/permissions")
         found = root.find("target/permissions")
         if found is not None:
             for child in list(found):
@@ -71,8 +72,9 @@ class PoolManager(LifecycleManager):
         if not self.builds():
             return
         made: list[str] = []
+        # another run that started the pool meanwhile has built it (libvirt builds no active pool)
         plan.add("build", lambda: made.extend(self.build_new(created["obj"])),
-                 undo=lambda: remove_dirs(made), undone="the directories it made were removed")
+                 undo=lambda: remove_dirs(made), undone="the directories it made were removed", done=self.running)
 
     def build_new(self, obj: Any) -> list[str]:
         """Build a new pool; the directories that did not exist before and do now (local URIs only)."""
@@ -116,8 +118,17 @@ class PoolManager(LifecycleManager):
             "allocation": allocation,
             "available": available,
             # Only a running pool can list its volumes; callers decide from this whether it is still in use.
-            "volumes": sorted(self.call("cannot list the volumes of", obj.listVolumes)) if active else [],
+            "volumes": self.volumes(obj) if active else [],
         }
+
+    def volumes(self, obj: Any) -> list[str]:
+        """Sorted volume names; none when another run stopped the pool since its state was read."""
+        try:
+            return sorted(obj.listVolumes())
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID and not obj.isActive():
+                return []
+            raise from_libvirt(exc, f"cannot list the volumes of {self.what}") from exc
 
 
 def build_manager(conn: Any, module: Any) -> PoolManager:

@@ -30,6 +30,7 @@ _CHUNK = 1024 * 1024
 FILE_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
 LVM_EXTENT = 4 * 1024 ** 2
 UPLOAD_PROBE_SECONDS = 60
+SETTLE_SECONDS = 60
 
 
 def rounding(fmt: str | None, pool_type: str) -> int:
@@ -218,20 +219,36 @@ class VolumeManager:
                 return Plan(self.what)  # no pool, so no volume: nothing to remove
             raise LibvirtModuleError(f"storage pool '{self.pool_name}' not found (needed for {self.what})",
                                      error_code=libvirt.VIR_ERR_NO_STORAGE_POOL)
-        vol = self.lookup_volume(pool)
+        vol, now = self.settled(pool)
         if self.params["state"] == "absent":
-            return self.plan_absent(vol)
-        if vol is None:
+            return self.plan_absent(vol, now)
+        if vol is None or now is None:
             return self.plan_create(pool, desired, source)
-        return self.plan_update(pool, vol, desired)
+        return self.plan_update(pool, vol, now, desired)
+
+    def settled(self, pool: Any) -> tuple[Any, tuple[int, str] | None]:
+        """The volume and its (capacity, format), or (None, None). A volume another run is still creating is
+        listed before libvirt can read it ('no storage vol with matching path'): wait until it can, or is gone."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            vol = self.lookup_volume(pool)
+            if vol is None:
+                return None, None
+            try:
+                return vol, self.current(vol)
+            except LibvirtModuleError as exc:
+                busy = exc.error_code in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.2)
 
     def text(self, capacity: int | str | None, fmt: str | None) -> str:
         return f"volume: {self.pool_name}/{self.name}\nformat: {fmt}\ncapacity: {capacity}\n"
 
-    def plan_absent(self, vol: Any) -> Plan:
+    def plan_absent(self, vol: Any, now: tuple[int, str] | None) -> Plan:
         plan = Plan(self.what)
-        if vol is not None:
-            plan.before = self.text(*self.current(vol))
+        if vol is not None and now is not None:
+            plan.before = self.text(*now)
             plan.add("delete", lambda: self.call("cannot delete", vol.delete, 0),
                      done=lambda: self.lookup_volume(self.pool) is None)
         return plan
@@ -240,8 +257,8 @@ class VolumeManager:
         return xmlcanon.parse(self.call("cannot read the definition of the pool of", pool.XMLDesc, 0),
                               self.what).get("type", "")
 
-    def plan_update(self, pool: Any, vol: Any, desired: Desired) -> Plan:
-        capacity, fmt = self.current(vol)
+    def plan_update(self, pool: Any, vol: Any, now: tuple[int, str], desired: Desired) -> Plan:
+        capacity, fmt = now
         if desired.format and desired.format != fmt:
             raise LibvirtModuleError(f"{self.what} has format {fmt}, not {desired.format}; libvirt cannot convert "
                                      "a volume in place: remove it first")
@@ -258,8 +275,26 @@ class VolumeManager:
         plan = Plan(self.what, before=self.text(capacity, fmt), after=self.text(target, fmt))
         if target != capacity:
             flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if target < capacity else 0
-            plan.add("resize", lambda: self.call("cannot resize", vol.resize, target, flags))
+            plan.add("resize", lambda: self.resize(vol, target, flags, fmt, pool))
         return plan
+
+    def resize(self, vol: Any, target: int, flags: int, fmt: str, pool: Any) -> None:
+        """Resize; a volume another run is still creating ('still being allocated') is waited for, and
+        left alone when it then holds the target."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            try:
+                vol.resize(target, flags)
+                return
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or time.monotonic() >= deadline:
+                    raise from_libvirt(exc, f"cannot resize {self.what}") from exc
+            time.sleep(0.2)
+            try:
+                if holds(self.current(vol)[0], target, fmt, self.pool_type(pool)):
+                    return
+            except LibvirtModuleError:
+                pass  # still not readable: try again
 
     def plan_create(self, pool: Any, desired: Desired, source: Source | None) -> Plan:
         plan = Plan(self.what)

@@ -85,14 +85,11 @@ def machine_aliases(caps_xml: str) -> dict[str, str]:
 # ---- reading facts -----------------------------------------------------------------------------
 
 
-def state_name(state: int) -> str:
-    """Name of a libvirt domain state number (dom.state()[0]): STATE_NAMES, 'unknown' for a number libvirt adds."""
-    return STATE_NAMES.get(state, "unknown")
-
-
-def state_of(dom: Any) -> str:
-    """The domain's state name. Raises libvirt.libvirtError."""
-    return state_name(dom.state()[0])
+def state_name(state: Any) -> str:
+    """Name (STATE_NAMES) of a libvirt domain state number, or of a virDomain's current state; 'unknown'
+    for a number a later libvirt adds. Raises libvirt.libvirtError when reading a domain's state fails."""
+    number = state if isinstance(state, int) else state.state()[0]
+    return STATE_NAMES.get(number, "unknown")
 
 
 def describe(dom: Any, xml_text: str, state: str | None = None, autostart: bool | None = None) -> dict:
@@ -101,7 +98,7 @@ def describe(dom: Any, xml_text: str, state: str | None = None, autostart: bool 
     return {
         "name": dom.name(),
         "uuid": dom.UUIDString(),
-        "state": state if state is not None else state_of(dom),
+        "state": state if state is not None else state_name(dom),
         "autostart": autostart if autostart is not None else bool(dom.autostart()),
         "memory": domain_xml.memory_bytes(root),
         "vcpus": domain_xml.vcpus(root),
@@ -325,7 +322,7 @@ class DomainManager:
 
         A (re)definition writes a fresh record.
         """
-        cur_state = state_of(dom) if dom is not None else "absent"
+        cur_state = state_name(dom) if dom is not None else "absent"
         cur_autostart = bool(dom.autostart()) if dom is not None else False
         plan = DomainPlan(self.what, current_xml=current_xml)
         current = domain_record.without(ET.fromstring(current_xml)) if current_xml else None
@@ -409,7 +406,7 @@ class DomainManager:
     # Whether another run reached a step's goal meanwhile (plan.Step.done): then its failure is none.
     def _in_state(self, states: Iterable[str]) -> bool:
         now = lookup(self.conn, self.name)
-        return (state_of(now) if now is not None else "absent") in states
+        return (state_name(now) if now is not None else "absent") in states
 
     def _autostarts(self, wanted: bool) -> bool:
         now = lookup(self.conn, self.name)
@@ -508,7 +505,7 @@ class DomainManager:
     def _wait_settled(self, dom: Any, action: str) -> None:
         wanted = REACHES.get(action) if action != "shutdown" else None  # shutdown waits in _shutdown
         if wanted and not self._wait_for(dom, set(wanted)):
-            raise LibvirtModuleError(f"{self.what}: still {state_of(dom)} {self._timeout()} s after {action}, "
+            raise LibvirtModuleError(f"{self.what}: still {state_name(dom)} {self._timeout()} s after {action}, "
                                      f"expected {' or '.join(sorted(wanted))}")
 
     def _timeout(self) -> int:
@@ -517,7 +514,7 @@ class DomainManager:
     def _wait_for(self, dom: Any, states: set, timeout: float | None = None) -> bool:
         deadline = time.monotonic() + (self._timeout() if timeout is None else timeout)
         while True:
-            if state_of(dom) in states:
+            if state_name(dom) in states:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -525,7 +522,7 @@ class DomainManager:
 
     def _shutdown(self, dom: Any, force: bool) -> None:
         """ACPI power button, wait; destroy after the timeout only when forcing is allowed."""
-        if state_of(dom) == "paused":
+        if state_name(dom) == "paused":
             dom.resume()  # a paused guest cannot react to the power button
         dom.shutdown()
         if self._wait_for(dom, {"shutoff", "crashed"}):
@@ -542,7 +539,7 @@ class DomainManager:
         applies; `adopt`: record this desired digest first (see plan)."""
         if adopt is not None:
             self._record(adopt, plan)
-        if state_of(dom) in ACTIVE:
+        if state_name(dom) in ACTIVE:
             self._shutdown(dom, force=True)
         if into == "paused":
             start_paused(dom)
@@ -560,7 +557,7 @@ class DomainManager:
         if dom is None:
             return plan
         xml_text = self._inactive_xml(dom) or ""
-        cur_state = state_of(dom)
+        cur_state = state_name(dom)
         volumes, kept = self._storage(ET.fromstring(xml_text)) if self.params.get("remove_storage") else ([], [])
         self.removed_volumes, self.kept_storage = [v.path() for v in volumes], kept
         plan.before = self._diff_text(cur_state, bool(dom.autostart()), xml_text, True)

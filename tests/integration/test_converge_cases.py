@@ -33,7 +33,7 @@ if os.path.join(ROOT, "module_utils") not in ansible.module_utils.__path__:
 from library import libvirt_domain, libvirt_network, libvirt_pool, libvirt_volume  # noqa: E402
 from module_utils.cocos_libvirt import domain, domain_record, network, pool, volume  # noqa: E402
 from module_utils.cocos_libvirt.common import LibvirtModuleError, connect  # noqa: E402
-from tests.helpers import run_module  # noqa: E402
+from tests.helpers import drop_domains, drop_pool, run_module  # noqa: E402
 
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
@@ -73,23 +73,15 @@ def virsh(*args: str) -> str:
 
 
 def remove_ours(conn: Any) -> None:
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(PREFIX):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
+    drop_domains(conn, PREFIX)
+    for obj in conn.listAllStoragePools():
+        if obj.name().startswith(PREFIX):
+            drop_pool(obj)
     for net in conn.listAllNetworks():
         if net.name().startswith(PREFIX):
             if net.isActive():
                 net.destroy()
             net.undefine()
-    for obj in conn.listAllStoragePools():
-        if obj.name().startswith(PREFIX):
-            if obj.isActive():
-                for vol in obj.listAllVolumes():
-                    vol.delete(0)
-                obj.destroy()
-            obj.undefine()
 
 
 @pytest.fixture(name="conn")

@@ -11,14 +11,10 @@ import pytest
 
 from module_utils.cocos_libvirt import domain, domain_compare, domain_record, domain_xml
 from tests.helpers import drop_domains
+from tests.unit.test_domain import DEFAULTS
 
 TEST_URI = "test:///default"
 NAME = "ctest-h1-rec"
-DEFAULTS: dict[str, Any] = {
-    "uri": TEST_URI, "state": "present", "xml": None, "domain_type": None, "memory": None, "vcpus": None,
-    "machine": None, "disks": None, "boot": None, "interfaces": None, "serial_log": None, "autostart": None,
-    "allow_restart": False, "force_shutdown": False, "wait_timeout": 5, "remove_storage": False,
-}
 APP = "http://example.org/app/1.0"
 XML = f"""<domain type='test'>
   <name>{NAME}</name>
@@ -155,6 +151,11 @@ def test_starting_a_definition_without_record_records_it_first(conn):
 def test_state_names_are_one_table_with_blocked_running():
     assert domain.state_name(libvirt.VIR_DOMAIN_BLOCKED) == "blocked"
     assert domain.state_name(libvirt.VIR_DOMAIN_RUNNING) == "running" and domain.state_name(99) == "unknown"
+    conn = libvirt.open(TEST_URI)
+    try:
+        assert domain.state_name(conn.lookupByName("test")) == "running"  # a domain's own state, read
+    finally:
+        conn.close()
     assert "blocked" in domain.ACTIVE and "blocked" in domain.RUNNING
     assert set(domain.STATE_NAMES) == {getattr(libvirt, n) for n in dir(libvirt) if n.startswith("VIR_DOMAIN_")
                                        and n[len("VIR_DOMAIN_"):] in {"NOSTATE", "RUNNING", "BLOCKED", "PAUSED",

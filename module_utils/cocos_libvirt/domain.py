@@ -213,7 +213,7 @@ class DomainManager:
     def _updated_definition(self, current: ET.Element) -> ET.Element:
         self.own = domain_xml.build(self.name, self.params, self._domain_type(current), self._volume_formats())
         out = domain_carry.carry_over(self.own, current, self.params, self.what)
-        domain_carry.keep_metadata(out, domain_record.without(current))
+        domain_carry.keep_metadata(out, current)
         return out
 
     def _domain_type(self, current: ET.Element | None) -> str:
@@ -325,8 +325,10 @@ class DomainManager:
         cur_state = state_name(dom) if dom is not None else "absent"
         cur_autostart = bool(dom.autostart()) if dom is not None else False
         plan = DomainPlan(self.what, current_xml=current_xml)
-        current = domain_record.without(ET.fromstring(current_xml)) if current_xml else None
-        record = domain_record.found_in(ET.fromstring(current_xml)) if current_xml else None
+        current = ET.fromstring(current_xml) if current_xml else None
+        record = domain_record.found_in(current) if current is not None else None
+        if current is not None:
+            domain_record.strip(current)
         stored = domain_record.stored_digest(current) if current is not None else None
         wanted = domain_record.digest(self.own) if self.own is not None else None
         drifted = record is not None and record.stored != stored

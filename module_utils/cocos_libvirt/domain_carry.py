@@ -27,6 +27,7 @@ import copy
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from . import domain_record
 from .common import LibvirtModuleError
 from .domain_compare import QEMU_COMMANDLINE
 
@@ -71,12 +72,15 @@ def carry_over(built: ET.Element, current: ET.Element, opts: dict[str, Any], wha
 
 def keep_metadata(out: ET.Element, current: ET.Element) -> None:
     """Other applications' <metadata> (libosinfo's, a management tool's) is no option's part: a redefinition
-    from options keeps it. `current` comes without our own record (domain_record), which is rewritten."""
-    kept = current.find("metadata")
-    if kept is None or out.find("metadata") is not None:
+    from options keeps it. Our own record (domain_record) is not kept: it is written anew after the define."""
+    found = current.find("metadata")
+    if found is None or out.find("metadata") is not None:
         return
-    name = out.find("name")
-    out.insert(list(out).index(name) + 1 if name is not None else 0, copy.deepcopy(kept))
+    kept = ET.Element("metadata")
+    kept[:] = [copy.deepcopy(child) for child in found if child.tag != domain_record.TAG]
+    if len(kept):
+        name = out.find("name")
+        out.insert(list(out).index(name) + 1 if name is not None else 0, kept)
 
 
 def _replace_children(out: ET.Element, current: ET.Element, parent_path: str, tags: tuple[str, ...]) -> None:

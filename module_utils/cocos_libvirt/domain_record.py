@@ -53,11 +53,15 @@ def digest(root: ET.Element) -> str:
 def stored_digest(root: ET.Element) -> str:
     """digest() of libvirt's stored XML with its devices sorted: the order libvirt keeps them in is no
     part of the definition (each has an explicit address or target there), and changes when it starts."""
-    out = copy.deepcopy(root)
-    devices = out.find("devices")
-    if devices is not None:
-        devices[:] = sorted(devices, key=canonical)
-    return digest(out)
+    devices = root.find("devices")
+    if devices is None:
+        return digest(root)
+    kept = list(devices)
+    devices[:] = sorted(kept, key=canonical)
+    try:
+        return digest(root)
+    finally:
+        devices[:] = kept  # sorted for the digest only
 
 
 def strip(root: ET.Element) -> ET.Element:

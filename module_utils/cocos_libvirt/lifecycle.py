@@ -50,6 +50,7 @@ class LifecycleManager:
         self.name: str = params["name"]
         self.what = f"{self.kind} '{self.name}'"
         self.obj: Any = None  # what the last plan() found
+        self.live_xml: str | None = None  # its running XML, when the plan read it
 
     # --- hooks for subclasses -------------------------------------------------------------
     def lookup_raw(self, name: str) -> Any:
@@ -104,6 +105,10 @@ class LifecycleManager:
     def lookup(self) -> Any:
         return lookup_or_none(self.lookup_raw, self.name, f"cannot look up {self.what}")
 
+    def running_xml(self, obj: Any) -> str:
+        """The object's XML as it runs: read again unless this run's plan read it and changed nothing since."""
+        return self.live_xml if self.live_xml is not None else self.xml_desc(obj, 0)
+
     def xml_desc(self, obj: Any, flags: int) -> str:
         try:
             return obj.XMLDesc(flags)
@@ -127,7 +132,8 @@ class LifecycleManager:
         The two are read one after the other, so an object another run starts in between looks different
         (a pool's XML gains the permissions found on its directory): a difference is read once more."""
         for _ in range(2):
-            live = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
+            self.live_xml = self.xml_desc(obj, 0)
+            live = xmlcanon.parse(self.live_xml, self.what)
             self.strip_started(live, stored)
             if xmlcanon.canonical(live) == xmlcanon.canonical(stored):
                 return False
@@ -137,6 +143,7 @@ class LifecycleManager:
     # --- planning ------------------------------------------------------------------------
     def plan(self) -> Plan:
         """The plan from what libvirt says now; the object it found is kept in self.obj."""
+        self.live_xml = None
         self.obj = obj = self.lookup()
         if self.params["state"] == "absent":
             return self.plan_absent(obj)
@@ -256,7 +263,9 @@ class LifecycleManager:
     # --- running -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         plan = converge(self.plan, self.check_mode)
-        obj = self.obj if self.check_mode else self.lookup()
+        obj = self.obj
+        if plan.changed and not self.check_mode:
+            obj, self.live_xml = self.lookup(), None
         result: dict[str, Any] = {
             "changed": plan.changed,
             "actions": plan.actions,

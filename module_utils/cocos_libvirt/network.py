@@ -75,7 +75,7 @@ class NetworkManager(LifecycleManager):
             xmlcanon.remove(live, ["forward/nat/port"])
 
     def describe(self, obj: Any) -> dict[str, Any]:
-        root = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
+        root = xmlcanon.parse(self.running_xml(obj), self.what)
         bridge = root.find("bridge")
         ip = root.find("ip")
         forward = root.find("forward")

@@ -104,7 +104,7 @@ class PoolManager(LifecycleManager):
             plan.add("delete target", lambda: self.call("cannot delete the target of", obj.delete, 0))
 
     def describe(self, obj: Any) -> dict[str, Any]:
-        root = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
+        root = xmlcanon.parse(self.running_xml(obj), self.what)
         state, capacity, allocation, available = self.call("cannot read the state of", obj.info)
         active = state == libvirt.VIR_STORAGE_POOL_RUNNING
         return {

@@ -141,6 +141,7 @@ class VolumeManager:
         self.pool_name: str = params["pool"]
         self.what = f"volume '{self.name}' in storage pool '{self.pool_name}'"
         self.pool: Any = None  # what the last plan() found
+        self.vol: Any = None
         self._source: Source | None = None  # fetched once, however often the run plans
 
     # --- inputs, all checked before anything changes --------------------------------------
@@ -210,7 +211,7 @@ class VolumeManager:
 
     # --- planning ------------------------------------------------------------------------
     def plan(self) -> Plan:
-        """The plan from what libvirt says now; the pool it found is kept in self.pool."""
+        """The plan from what libvirt says now; the pool and volume it found are kept in self.pool, self.vol."""
         desired = self.desired()
         source = self.source() if self.params["state"] == "present" else None
         self.pool = pool = self.lookup_pool()
@@ -220,6 +221,7 @@ class VolumeManager:
             raise LibvirtModuleError(f"storage pool '{self.pool_name}' not found (needed for {self.what})",
                                      error_code=libvirt.VIR_ERR_NO_STORAGE_POOL)
         vol, now = self.settled(pool)
+        self.vol = vol
         if self.params["state"] == "absent":
             return self.plan_absent(vol, now)
         if vol is None or now is None:
@@ -436,7 +438,9 @@ class VolumeManager:
             for path in self._source.cleanup if self._source is not None else []:
                 shutil.rmtree(path, ignore_errors=True)
         pool = self.pool
-        vol = self.lookup_volume(pool) if pool is not None and self.params["state"] == "present" else None
+        vol = None
+        if pool is not None and self.params["state"] == "present":
+            vol = self.vol if not plan.changed else self.lookup_volume(pool)
         return {
             "changed": plan.changed,
             "actions": plan.actions,

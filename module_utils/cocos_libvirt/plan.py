@@ -111,7 +111,7 @@ class Plan:
             rolled.append(step)
         gone = {id(step) for step in rolled}
         remaining = [s.name for s in applied if id(s) not in gone and id(s.within) not in gone]
-        error.msg = f"{error.msg} ({_account(failed, applied, rolled, remaining, notes)})"
+        error.msg = f"{error.msg.rstrip('.')} ({_account(failed, applied, rolled, remaining, notes)})"
         error.args = (error.msg,)
         error.details.update(failed_step=failed.name, applied=[s.name for s in applied],
                              rolled_back=[s.name for s in rolled], remaining=remaining)

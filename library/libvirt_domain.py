@@ -33,8 +33,9 @@ description:
     currentMemory, cpu, clock, on_* defaults) never counts as a change; memory units are normalised and
     machine aliases such as C(pc) match the versioned machine libvirt stores. Given disks, interfaces,
     serial ports, boot devices and C(qemu:commandline) arguments are compared as whole lists, so removing
-    one is a change too. A changed O(xml) is always redefined: it is a whole definition, so removing
-    C(<metadata>), C(<title>) or C(<description>) from it is a change.
+    one is a change too, as is removing C(<metadata>), C(<title>) or C(<description>) from an O(xml).
+    An O(xml) that replaces a different O(xml) applied before is always redefined: it is a whole
+    definition, so what it no longer says goes, even a part the semantic comparison cannot see missing.
   - >-
     Parts no option governs are written by the module (features ACPI and APIC) or left to libvirt's
     defaults (cpu, clock, controllers) whenever structured options redefine the domain; devices no

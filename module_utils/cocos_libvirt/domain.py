@@ -225,6 +225,11 @@ class DomainManager:
         wanted = wanted or "auto"
         return self.auto_domain_type() if wanted == "auto" else wanted
 
+    @property
+    def source(self) -> str:
+        """What describes the desired definition: a whole `xml`, or structured `options`."""
+        return "xml" if self.params.get("xml") else "options"
+
     def _from_xml(self, text: str) -> ET.Element:
         root = parse(text, self.what)
         if root.tag != "domain":
@@ -316,8 +321,10 @@ class DomainManager:
         -------|---------|---------|---------------------------------------------------------------
         yes    | same    | same    | converged, whatever libvirt rewrote (nothing is compared)
         yes    | same    | changed | drift behind our back: semantic comparison, redefine if it differs
-        yes    | changed | any     | xml (a whole definition): redefine; options (which describe parts,
-               |         |         | and other tasks may describe others): semantic comparison
+        yes    | changed | any     | an xml replacing what an xml applied: redefine (it is the whole
+               |         |         | definition). Otherwise (options describe parts, and another task,
+               |         |         | the manager's xml or a role's options, may describe the same
+               |         |         | domain): semantic comparison
         no     |         |         | semantic comparison (domains we did not define)
 
         A (re)definition writes a fresh record.
@@ -343,7 +350,10 @@ class DomainManager:
             else:
                 differs, def_before, def_after = domain_compare.compare(current, desired, self.what,
                                                                         self.machine_alias)
-                differs = differs or (record is not None and record.desired != wanted and bool(self.params.get("xml")))
+                # a whole definition that replaced the whole definition we applied before: whatever it dropped
+                # (also what the semantic comparison cannot see missing) goes, so it is defined again
+                rewritten = record is not None and record.source == "xml" and record.desired != wanted
+                differs = differs or (rewritten and self.source == "xml")
             if differs and dom is None:
                 created = plan.add("define", lambda: self._define(desired, current_xml, wanted, plan),
                                    undo=lambda: self._remove_new(self.dom),
@@ -460,7 +470,7 @@ class DomainManager:
         try:
             stored = domain_record.stored_digest(domain_record.strip(
                 ET.fromstring(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))))
-            domain_record.write(self.dom, domain_record.Record(wanted, stored))
+            domain_record.write(self.dom, domain_record.Record(wanted, stored, self.source))
         except libvirt.libvirtError as exc:
             plan.warnings.append(f"{self.what}: cannot record what was applied in its metadata "
                                  f"({exc.get_error_message()}); the next run compares its definition with libvirt's")

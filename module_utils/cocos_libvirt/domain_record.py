@@ -3,8 +3,10 @@
 libvirt keeps application data in a domain's `<metadata>`, one element per XML namespace
 (https://libvirt.org/formatdomain.html#general-metadata, virDomainSetMetadata). Ours is
 
-    <cocos:applied xmlns:cocos="urn:cocos-ai-manager:libvirt:applied:1" version="1" desired="D" stored="S"/>
+    <cocos:applied xmlns:cocos="urn:cocos-ai-manager:libvirt:applied:1" version="1" source="xml" desired="D"
+                   stored="S"/>
 
+- source: what described the definition, a whole `xml` or structured `options`;
 - D: sha256 of the desired definition as the task gave it, canonicalised (xmlcanon.canonical): the whole
   `xml`, or what the structured options alone describe (not the parts kept from libvirt's XML);
 - S: sha256 of libvirt's stored inactive XML, without this record, read right after our define, with the
@@ -35,14 +37,16 @@ TAG = f"{{{NAMESPACE}}}applied"
 
 @dataclass(frozen=True)
 class Record:
-    """desired and stored: sha256 hex digests (see the module docstring)."""
+    """desired and stored: sha256 hex digests; source: "xml" or "options" (see the module docstring)."""
 
     desired: str
     stored: str
+    source: str
 
     def element_text(self) -> str:
         """The element as virDomainSetMetadata takes it (libvirt adds the namespace and prefix)."""
-        return f"<applied version='{VERSION}' desired='{self.desired}' stored='{self.stored}'/>"
+        return (f"<applied version='{VERSION}' source='{self.source}' desired='{self.desired}' "
+                f"stored='{self.stored}'/>")
 
 
 def digest(root: ET.Element) -> str:
@@ -89,7 +93,7 @@ def found_in(root: ET.Element) -> Record | None:
 def _from_element(elem: ET.Element) -> Record | None:
     if elem.get("version") != VERSION or not elem.get("desired") or not elem.get("stored"):
         return None
-    return Record(elem.get("desired", ""), elem.get("stored", ""))
+    return Record(elem.get("desired", ""), elem.get("stored", ""), elem.get("source", ""))
 
 
 def live(dom: Any) -> Record | None:

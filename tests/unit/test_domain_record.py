@@ -161,3 +161,26 @@ def test_state_names_are_one_table_with_blocked_running():
                                        and n[len("VIR_DOMAIN_"):] in {"NOSTATE", "RUNNING", "BLOCKED", "PAUSED",
                                                                       "SHUTDOWN", "SHUTOFF", "CRASHED",
                                                                       "PMSUSPENDED"}}
+
+
+def test_a_whole_xml_replacing_a_whole_xml_drops_what_it_no_longer_says(conn):
+    """The semantic comparison cannot tell a part left to libvirt's default from one removed; the record can."""
+    crashing = XML.replace("<os>", "<on_crash>preserve</on_crash><os>")
+    run(conn, xml=crashing)
+    assert inactive(conn).findtext("on_crash") == "preserve"
+    assert run(conn, xml=XML)["actions"] == ["redefine"]
+    assert inactive(conn).findtext("on_crash") == "destroy"  # libvirt's default again
+    assert not run(conn, xml=XML)["changed"]
+
+
+def test_options_and_an_equivalent_xml_describe_one_domain_without_flapping(conn):
+    """A role converges the domain from options, the manager from its shipped xml: both are converged."""
+    options = {"memory": "64MiB", "domain_type": "test"}
+    run(conn, **options)
+    built = domain_xml.build(NAME, {**options, "vcpus": None}, "test", {})
+    built.find("memory").attrib, built.find("memory").text = {"unit": "MiB"}, "64"
+    same = domain_xml.to_text(built)  # another text (and digest) of the same definition
+    for _ in range(2):
+        assert not run(conn, xml=same)["changed"]
+        assert not run(conn, **options)["changed"]
+    assert domain_record.found_in(inactive(conn)).source == "options"  # the record of what was applied stays

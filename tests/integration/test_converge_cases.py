@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -95,6 +96,12 @@ def conn_fixture():
     remove_ours(connection)
     shutil.rmtree(AREA, ignore_errors=True)
     connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write(path: str, text: str) -> str:
@@ -189,6 +196,31 @@ def test_a_q35_guest_started_outside_the_module_settles(conn):
         again = manage("libvirt_domain", {"name": name, "xml": xml, "state": "running", "allow_restart": True},
                        check=check)
         assert not again["changed"] and not again["restart_required"], again["actions"]
+
+
+def test_the_roles_options_and_the_managers_shipped_xml_describe_one_guest(conn, dir_pool):
+    """site.yml converges the demo VM from options (roles/alpine_vm), POST /domain the same VM from xml/dom.xml
+    (Molecule's verify requires changed=0): both are converged, in turn, with no restart."""
+    name, port, iso, log = PREFIX + "demo", free_port(), f"{AREA}/guest.iso", f"{AREA}/logs/{PREFIX}demo.console.log"
+    with open(iso, "wb") as handle:
+        handle.truncate(1024 * 1024)
+    subprocess.run(["virsh", "-c", URI, "vol-create-as", POOL, "boot.img", "16M", "--format", "qcow2"], check=True,
+                   capture_output=True)
+    options = {"name": name, "state": "running", "domain_type": "qemu", "memory": "1GiB", "vcpus": 1,
+               "disks": [{"device": "cdrom", "path": iso}, {"pool": POOL, "volume": "boot.img"}],
+               "boot": ["cdrom", "hd"], "serial_log": log, "wait_timeout": 30,
+               "interfaces": [{"type": "user", "port_forwards": [{"host_port": port, "guest_port": 7002}]}]}
+    with open(os.path.join(ROOT, "xml", "dom.xml"), encoding="utf-8") as handle:
+        shipped = (handle.read().replace("QEmu-alpine-standard-x86_64.console.log", f"{PREFIX}demo.console.log")
+                   .replace("QEmu-alpine-standard-x86_64", name).replace("virtimages", POOL)
+                   .replace("/var/lib/cocos/iso/cocos-guest.iso", iso).replace("/var/lib/cocos/log", f"{AREA}/logs")
+                   .replace(":7020-", f":{port}-"))
+    settles("libvirt_domain", options)
+    for _ in range(2):
+        for args in ({"name": name, "state": "running", "xml": shipped}, options):
+            for check in (True, False):
+                again = manage("libvirt_domain", args, check=check)
+                assert not again["changed"] and not again["restart_required"], again["actions"]
 
 
 def test_drift_made_with_virsh_is_detected_and_converged(conn):

@@ -343,17 +343,7 @@ class DomainManager:
         created: Step | None = None
         redefine = False
         if desired is not None:
-            if record is not None and record.desired == wanted and not drifted:
-                # converged, whatever libvirt made of what we applied: nothing to compare
-                _, _, def_after = domain_compare.compare(None, desired, self.what)
-                differs, def_before = False, def_after
-            else:
-                differs, def_before, def_after = domain_compare.compare(current, desired, self.what,
-                                                                        self.machine_alias)
-                # a whole definition that replaced the whole definition we applied before: whatever it dropped
-                # (also what the semantic comparison cannot see missing) goes, so it is defined again
-                rewritten = record is not None and record.source == "xml" and record.desired != wanted
-                differs = differs or (rewritten and self.source == "xml")
+            differs, def_before, def_after = self._differs(current, desired, record, wanted, drifted)
             if differs and dom is None:
                 created = plan.add("define", lambda: self._define(desired, current_xml, wanted, plan),
                                    undo=lambda: self._remove_new(self.dom),
@@ -391,6 +381,19 @@ class DomainManager:
         plan.before = self._diff_text(cur_state, cur_autostart, def_before, dom is not None)
         plan.after = self._diff_text(plan.state_after, plan.autostart_after, def_after, True)
         return plan
+
+    def _differs(self, current: ET.Element | None, desired: ET.Element, record: domain_record.Record | None,
+                 wanted: str | None, drifted: bool) -> tuple[bool, str, str]:
+        """(differs, before, after) of the definition, by the table in plan(); the texts are the diff's."""
+        if record is not None and record.desired == wanted and not drifted:
+            # converged, whatever libvirt made of what we applied: nothing to compare
+            _, _, after = domain_compare.compare(None, desired, self.what)
+            return False, after, after
+        differs, before, after = domain_compare.compare(current, desired, self.what, self.machine_alias)
+        # a whole definition replacing the whole definition applied before: whatever it no longer says goes,
+        # also what the semantic comparison cannot see missing, so it is defined again
+        rewritten = record is not None and record.source == "xml" and record.desired != wanted
+        return differs or (rewritten and self.source == "xml"), before, after
 
     def _runs_older(self, dom: Any, cur_state: str, desired: ET.Element | None, redefine: bool,
                     after: str | None, drifted: bool) -> bool:

@@ -21,12 +21,24 @@ description:
     keeps the disks, interfaces, serial log, boot order, machine and domain type. A given option is
     converged exactly; a given list is the complete list, so O(disks=[]) removes every disk.
   - >-
-    Comparison is semantic: the desired definition must be contained in libvirt's inactive XML.
-    Whatever libvirt fills in by itself (uuid, MAC and PCI/drive addresses, aliases, default
-    controllers, inputs, console, audio, currentMemory, cpu, clock, on_* defaults) never counts as a
-    change; memory units are normalised and machine aliases such as C(pc) match the versioned
-    machine libvirt stores. Given disks, interfaces, serial ports, boot devices and
-    C(qemu:commandline) arguments are compared as whole lists, so removing one is a change too.
+    Convergence is judged against a record of what was applied, not a prediction of libvirt's rewrites.
+    After each definition the module writes one element into the domain's C(<metadata>), in its own
+    namespace (C(urn:cocos-ai-manager:libvirt:applied:1)), before the domain is started: a digest of the
+    desired definition as the task gave it (the whole O(xml), or what the given options build) and a
+    digest of the definition libvirt stored. When neither changed, the domain is converged, whatever
+    libvirt rewrote (MAC case, a serial port added for a console, memory rounding). Other applications'
+    metadata stays beside it, and it never shows in diffs.
+  - >-
+    When libvirt's stored definition changed behind the module's back (drift), when the task's options
+    changed, or for a domain without the record (not defined by this module), the comparison is semantic:
+    the desired definition must be contained in libvirt's inactive XML. Whatever libvirt fills in by
+    itself (uuid, MAC and PCI/drive addresses, aliases, default controllers, inputs, console, audio,
+    currentMemory, cpu, clock, on_* defaults) never counts as a change; memory units are normalised and
+    machine aliases such as C(pc) match the versioned machine libvirt stores. Given disks, interfaces,
+    serial ports, boot devices and C(qemu:commandline) arguments are compared as whole lists, so removing
+    one is a change too, as is removing C(<metadata>), C(<title>) or C(<description>) from an O(xml).
+    An O(xml) that replaces a different O(xml) applied before is always redefined: it is a whole
+    definition, so what it no longer says goes, even a part the semantic comparison cannot see missing.
   - >-
     Parts no option governs are written by the module (features ACPI and APIC) or left to libvirt's
     defaults (cpu, clock, controllers) whenever structured options redefine the domain; devices no
@@ -421,7 +433,7 @@ domain:
   contains:
     name: {description: Domain name., type: str}
     uuid: {description: UUID (null in check mode for a domain not yet defined)., type: str}
-    state: {description: "running, paused, shutoff, crashed, pmsuspended or absent.", type: str}
+    state: {description: "running, blocked, paused, shutting_down, shutoff, crashed, pmsuspended or absent.", type: str}
     autostart: {description: Whether libvirtd starts it., type: bool}
     memory: {description: Memory in bytes., type: int}
     vcpus: {description: Virtual CPUs., type: int}
@@ -434,7 +446,13 @@ domain:
       sample: [{host_address: 127.0.0.1, host_port: 7020, guest_port: 7002, protocol: tcp}]
     restart_required: {description: Same as the top-level value., type: bool}
 restart_required:
-  description: The guest is active and runs an older definition; restart it (or pass allow_restart).
+  description:
+    - The guest is active and was started from another definition than the one it has after this run;
+      restart it (or pass O(allow_restart)).
+    - Judged from the records (see the description) in the running guest's live XML and in its persistent
+      definition, never from libvirt's live rendering, which differs from the definition (memory aligned
+      by QEMU, an empty cdrom without driver type). Only a guest started without a record, or one whose
+      persistent definition drifted, is compared semantically with its live XML.
   returned: always
   type: bool
 actions:

@@ -13,9 +13,11 @@ version_added: "0.1.0"
 description:
   - Defines, starts, stops, autostarts or removes a libvirt virtual network, from a whole O(xml) definition
     or from the usual NAT options.
-  - The desired definition is compared once with libvirt's persistent definition, ignoring what libvirt fills
-    in (uuid, generated MAC, bridge name and STP defaults, NAT port range, connection count); that one
-    comparison decides check mode, diff mode and the real run, so C(changed) is the same in all three.
+  - The desired definition is rendered by libvirt's own parser (a private instance of libvirt's test driver), so
+    every rewrite libvirt makes (lower-case MACs, shortened IPv6 addresses, STP defaults) is on both sides, with
+    the MAC and bridge name libvirt generated kept where the definition leaves them out, and compared once with
+    libvirt's persistent definition; that one comparison decides check mode, diff mode and the real run, so
+    C(changed) is the same in all three.
   - A changed definition is redefined in place at once, keeping the UUID. An active network runs on with its
     old definition until it restarts, and a restart detaches running guests from the bridge, so it is
     restarted only with O(allow_restart=true); otherwise the result has C(restart_required=true) and a

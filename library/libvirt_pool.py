@@ -12,12 +12,18 @@ short_description: Converge a libvirt storage pool (definition, target directory
 version_added: "0.1.0"
 description:
   - Defines, builds, starts, stops, autostarts or removes a libvirt storage pool.
-  - The desired definition is compared once with libvirt's persistent definition, ignoring what libvirt fills
-    in by itself (uuid, capacity, allocation, available, default permissions); that one comparison decides
+  - The desired definition is rendered by libvirt's own parser (a private instance of libvirt's test driver),
+    so every rewrite libvirt makes (a target path's trailing slash, defaults it writes) is on both sides, and
+    compared once with libvirt's definition, leaving out the uuid and what an active pool reports beyond its
+    definition (sizes, the owner and group found on its directory, free extents). That one comparison decides
     check mode, diff mode and the real run, so C(changed) is the same in all three.
   - A changed definition (for example a new target path) is redefined in place, keeping the UUID. An active
     pool whose definition changed is restarted so the change takes effect; guests keep their open disk files.
-  - The target directory is built (created) when the pool is defined or started.
+  - Only C(dir), C(fs) and C(netfs) pools are built, which for them only makes the target directory (when the
+    pool is defined, and again before it starts). Other types' build would initialise devices (a volume group,
+    a partition table), so they are never built; prepare their storage first.
+  - A new pool whose build or start fails is stopped, the directories its build made are removed and its
+    definition is undefined; the error names the failed step and what was rolled back.
 options:
   name:
     description: Name of the pool.
@@ -102,7 +108,7 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: [define, start, autostart]
+  sample: [define, build, start, autostart]
 restart_required:
   description: Always false for pools, which are restarted to apply a changed definition.
   returned: when state is present

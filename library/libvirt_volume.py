@@ -18,7 +18,9 @@ description:
     nothing is created; if the upload fails, the volume created for it is deleted again.
   - "Idempotence rule: content is uploaded only when the volume is created. An existing volume's content is
     never compared or overwritten (guests write to their disks); remove the volume to seed it again."
-  - The difference is computed once and decides check mode, diff mode and the real run alike.
+  - The difference is computed once and decides check mode, diff mode and the real run alike. With O(source) the
+    steps are C(create), C(upload) and, when the image is smaller than O(capacity), C(resize); when a later step
+    fails, the volume this run created is deleted again and the error says so.
 options:
   pool:
     description: Name of the storage pool; it must exist and be active (a missing pool is an error, except
@@ -39,6 +41,13 @@ options:
       - Size, a number of bytes or a number with a unit (b, KB, K, KiB, MB, M, MiB, GB, G, GiB, TB, T, TiB,
         PB, P, PiB, EB, E, EiB; KB, MB... are powers of 1000, K, KiB... powers of 1024).
       - Required to create a volume without O(source); with O(source), the volume is grown to it after upload.
+      - Compared after the rounding libvirt and the image format apply, so a rerun with the same value is no
+        change. In directory pools raw volumes are exactly this size; other formats are created in whole KiB
+        and resized in whole 512-byte sectors (100000000 bytes of qcow2 become 100000768), vpc in whole
+        disk cylinders; other pool types allocate whole units of their own (logical volumes whole extents,
+        4 MiB by default).
+      - A O(source) image larger than this (after that rounding) is an error before anything is created,
+        unless O(grow_to_source=true).
     type: str
   format:
     description:
@@ -51,8 +60,18 @@ options:
     description: Allow O(capacity) below the current size.
     type: bool
     default: false
+  grow_to_source:
+    description:
+      - With O(source), make O(capacity) a minimum. A source image larger than O(capacity) then creates the
+        volume at the image's size instead of failing, and on later runs a volume larger than O(capacity) is
+        left as it is. Cannot be combined with O(allow_shrink=true).
+    type: bool
+    default: false
   xml:
-    description: A whole C(<volume>) definition instead of O(capacity) and O(format); its name must equal O(name).
+    description:
+      - A whole C(<volume>) definition instead of O(capacity) and O(format); its name must equal O(name).
+      - Without a C(<format>), check mode and diff report the format libvirt gives such a volume in this pool
+        (V(raw) in directory pools), as libvirt's own parser renders it.
     type: str
   source:
     description: Local path or C(file://), C(http://), C(https://) URL of an image to seed a new volume with.
@@ -127,6 +146,7 @@ def argument_spec() -> dict:
         "capacity": {"type": "str"},
         "format": {"type": "str", "choices": ["qcow2", "raw"]},
         "allow_shrink": {"type": "bool", "default": False},
+        "grow_to_source": {"type": "bool", "default": False},
         "xml": {"type": "str"},
         "source": {"type": "str"},
         "checksum": {"type": "str", "no_log": False},

@@ -5,6 +5,7 @@ Managers never call exit_json/fail_json: they return result dicts and raise Libv
 from __future__ import annotations
 
 import traceback
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,7 @@ class LibvirtModuleError(Exception):
 
 def from_libvirt(exc: libvirt.libvirtError, what: str) -> LibvirtModuleError:
     """Wrap a libvirtError with the object it concerned, keeping libvirt's code and message."""
-    message = exc.get_error_message() or str(exc)
+    message = (exc.get_error_message() or str(exc)).strip()
     return LibvirtModuleError(f"{what}: {message}", error_code=exc.get_error_code(), libvirt_message=message)
 
 
@@ -56,6 +57,11 @@ def connect(uri: str) -> libvirt.virConnect:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise from_libvirt(exc, f"cannot connect to {uri}") from exc
+
+
+def is_local(uri: str) -> bool:
+    """Whether a libvirt URI names this host (no host part), so paths it uses are local paths."""
+    return not urllib.parse.urlparse(uri).netloc
 
 
 def is_no_such(exc: libvirt.libvirtError) -> bool:
@@ -81,7 +87,8 @@ def lookup_or_none(find: Callable[[str], Any], name: str, what: str) -> Any:
 def run_module(module: Any, build_manager: Callable[[Any, Any], Any]) -> None:
     """Shared body of every module's main(): connect, let the manager converge, report.
 
-    build_manager(conn, module) returns an object whose run() gives the result dict.
+    build_manager(conn, module) returns an object whose run() gives the result dict. Its "warnings" (a list
+    of text) go through module.warn, which ansible-core 2.19 expects instead of a returned key.
     """
     from ansible.module_utils.basic import missing_required_lib
 
@@ -97,4 +104,6 @@ def run_module(module: Any, build_manager: Callable[[Any, Any], Any]) -> None:
         module.fail_json(**exc.to_fail_kwargs())
     except libvirt.libvirtError as exc:  # a call a manager did not wrap: still no traceback
         module.fail_json(**from_libvirt(exc, "libvirt call failed").to_fail_kwargs())
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)

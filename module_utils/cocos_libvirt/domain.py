@@ -11,23 +11,36 @@ from __future__ import annotations
 import copy
 import os
 import time
-import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from . import domain_carry, domain_compare, domain_xml, domcaps
+from . import domain_carry, domain_compare, domain_record, domain_xml, domcaps
 from .common import (
     LibvirtModuleError,
     from_libvirt,
+    is_local,
     is_no_such,
     libvirt,
     lookup_or_none,
 )
+from .plan import Plan, Step, converge
 from .xmlcanon import parse
 
-STATE_NAMES = {0: "nostate", 1: "running", 2: "running", 3: "paused", 4: "shutting_down", 5: "shutoff",
+# libvirt's virDomainState numbers (https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainState): the one
+# table of state names, for the modules, the manager and the guest tooling.
+STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutting_down", 5: "shutoff",
                6: "crashed", 7: "pmsuspended"}
-ACTIVE = {"running", "paused", "shutting_down", "pmsuspended"}
+# States with a QEMU process behind them. A blocked guest runs (its vCPUs wait on a resource).
+ACTIVE = frozenset({"running", "blocked", "paused", "shutting_down", "pmsuspended"})
+RUNNING = frozenset({"running", "blocked"})
+# Steps that start the guest: a definition without our record is recorded before them (see plan).
+STARTS = frozenset({"start", "start_paused"})
+# The states each run-state step reaches.
+REACHES: dict[str, frozenset[str]] = {
+    "start": RUNNING, "resume": RUNNING, "wakeup": RUNNING, "start_paused": frozenset({"paused"}),
+    "suspend": frozenset({"paused"}), "shutdown": frozenset({"shutoff"}), "destroy": frozenset({"shutoff"})}
 POLL_SECONDS = 0.2
 
 if libvirt is not None:
@@ -69,10 +82,6 @@ def machine_aliases(caps_xml: str) -> dict[str, str]:
     return {m.text: m.get("canonical", "") for m in root.iter("machine") if m.get("canonical") and m.text}
 
 
-def is_local(uri: str) -> bool:
-    return not urllib.parse.urlparse(uri).netloc
-
-
 def auto_domain_type(uri: str, caps_xml: str) -> str:
     """`auto`: kvm or qemu for a connection (caps_xml: its virConnectGetCapabilities document)."""
     caps_kvm = caps_offer_kvm(caps_xml)
@@ -84,8 +93,11 @@ def auto_domain_type(uri: str, caps_xml: str) -> str:
 # ---- reading facts -----------------------------------------------------------------------------
 
 
-def state_name(dom: Any) -> str:
-    return STATE_NAMES.get(dom.state()[0], "unknown")
+def state_name(state: Any) -> str:
+    """Name (STATE_NAMES) of a libvirt domain state number, or of a virDomain's current state; 'unknown'
+    for a number a later libvirt adds. Raises libvirt.libvirtError when reading a domain's state fails."""
+    number = state if isinstance(state, int) else state.state()[0]
+    return STATE_NAMES.get(number, "unknown")
 
 
 def describe(dom: Any, xml_text: str, state: str | None = None, autostart: bool | None = None) -> dict:
@@ -151,6 +163,16 @@ class DomainInfo:
 # ---- the manager -------------------------------------------------------------------------------
 
 
+@dataclass
+class DomainPlan(Plan):
+    """A plan with what the domain's result reports besides the steps: its inactive XML as read before
+    the run, and its run state and autostart after it."""
+
+    current_xml: str | None = None
+    state_after: str = "absent"
+    autostart_after: bool = False
+
+
 class DomainManager:
     """Converges one domain: definition, run state, autostart."""
 
@@ -164,6 +186,14 @@ class DomainManager:
         self._caps: str | None = None
         # VIR_DOMAIN_START_RESET_NVRAM when the UEFI varstore was made for other firmware (domain_xml.nvram_stale)
         self.start_flags = 0
+        # What the last plan found and built, and what state: absent will remove.
+        self.dom: Any = None
+        self.desired_root: ET.Element | None = None
+        # What the task alone describes (the whole xml, or the options' own definition): its digest is
+        # the record's `desired` (domain_record).
+        self.own: ET.Element | None = None
+        self.removed_volumes: list[str] = []
+        self.kept_storage: list[str] = []
 
     # -- desired definition --
 
@@ -173,12 +203,16 @@ class DomainManager:
         current_xml is libvirt's inactive XML of the existing domain (None for a new one): options
         the task omits leave its parts as they are (see domain_carry).
         """
+        self.own = None
         if self.params.get("xml"):
-            return self._from_xml(self.params["xml"])
+            # A copy of libvirt's XML given back as `xml` may carry our record: what we write is ours to say.
+            self.own = domain_record.strip(self._from_xml(self.params["xml"]))
+            return self.own
         if not domain_xml.structured_given(self.params):
             return None
         if current_xml is None:
-            return self._new_definition()
+            self.own = self._new_definition()
+            return self.own
         return self._updated_definition(ET.fromstring(current_xml))
 
     def _new_definition(self) -> ET.Element:
@@ -187,8 +221,10 @@ class DomainManager:
         return domain_xml.build(self.name, self.params, self._domain_type(None), self._volume_formats())
 
     def _updated_definition(self, current: ET.Element) -> ET.Element:
-        built = domain_xml.build(self.name, self.params, self._domain_type(current), self._volume_formats())
-        return domain_carry.carry_over(built, current, self.params, self.what)
+        self.own = domain_xml.build(self.name, self.params, self._domain_type(current), self._volume_formats())
+        out = domain_carry.carry_over(self.own, current, self.params, self.what)
+        domain_carry.keep_metadata(out, current)
+        return out
 
     def _domain_type(self, current: ET.Element | None) -> str:
         """Omitted on an existing domain: its own type, so `auto` resolving differently today
@@ -198,6 +234,11 @@ class DomainManager:
             return current.get("type", "")
         wanted = wanted or "auto"
         return self.auto_domain_type() if wanted == "auto" else wanted
+
+    @property
+    def source(self) -> str:
+        """What describes the desired definition: a whole `xml`, or structured `options`."""
+        return "xml" if self.params.get("xml") else "options"
 
     def _from_xml(self, text: str) -> ET.Element:
         root = parse(text, self.what)
@@ -253,22 +294,9 @@ class DomainManager:
     # -- run --
 
     def run(self) -> dict[str, Any]:
-        dom = lookup(self.conn, self.name)
         if self.params["state"] == "absent":
-            return self._absent(dom)
-        current_xml = self._inactive_xml(dom)
-        desired = self.desired(current_xml)
-        if desired is not None and self.params.get("xml"):
-            self._check_xml_volumes(desired)
-        if dom is None and desired is None:
-            raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
-                                     "(memory, disks, ...) to define it")
-        plan = self.plan(dom, desired, current_xml)
-        if desired is not None and {"define", "redefine"} & set(plan["actions"]):
-            domcaps.check(self.conn, desired, self.what)  # UEFI/TPM/launch security the host lacks: define nothing
-        if not self.check_mode and plan["actions"]:
-            dom = self.execute(dom, desired, plan)
-        return self._result(dom, desired, plan)
+            return self._absent_result(converge(self.plan_absent, self.check_mode))
+        return self._result(converge(self.plan_present, self.check_mode))
 
     def _inactive_xml(self, dom: Any) -> str | None:
         if dom is None:
@@ -278,55 +306,141 @@ class DomainManager:
         except libvirt.libvirtError as exc:
             raise from_libvirt(exc, f"{self.what}: cannot read its definition") from exc
 
-    def plan(self, dom: Any, desired: ET.Element | None, current_xml: str | None) -> dict[str, Any]:
-        """Everything this run will do, decided before anything changes."""
+    def plan_present(self) -> DomainPlan:
+        """Read libvirt once (the domain found is kept in self.dom) and plan from it."""
+        self.dom = dom = lookup(self.conn, self.name)
+        current_xml = self._inactive_xml(dom)
+        self.desired_root = desired = self.desired(current_xml)
+        if desired is not None and self.params.get("xml"):
+            self._check_xml_volumes(desired)
+        if dom is None and desired is None:
+            raise LibvirtModuleError(f"{self.what} does not exist; give xml or structured options "
+                                     "(memory, disks, ...) to define it")
+        return self.plan(dom, desired, current_xml)
+
+    def plan(self, dom: Any, desired: ET.Element | None, current_xml: str | None) -> DomainPlan:
+        """Everything this run will do, decided before anything changes.
+
+        Whether to (re)define, from our record in the domain's metadata (domain_record): D is the digest
+        of what the task describes, S the digest of libvirt's stored XML read right after our define.
+
+        record | D       | S       | definition
+        -------|---------|---------|---------------------------------------------------------------
+        yes    | same    | same    | converged, whatever libvirt rewrote (nothing is compared)
+        yes    | same    | changed | drift behind our back: semantic comparison, redefine if it differs
+        yes    | changed | any     | an xml replacing what an xml applied: redefine (it is the whole
+               |         |         | definition). Otherwise (options describe parts, and another task,
+               |         |         | the manager's xml or a role's options, may describe the same
+               |         |         | domain): semantic comparison
+        no     |         |         | semantic comparison (domains we did not define)
+
+        A (re)definition writes a fresh record.
+        """
         cur_state = state_name(dom) if dom is not None else "absent"
         cur_autostart = bool(dom.autostart()) if dom is not None else False
-        plan: dict[str, Any] = {"actions": [], "current_xml": current_xml, "state_before": cur_state,
-                                "autostart_before": cur_autostart, "restart_required": False}
+        plan = DomainPlan(self.what, current_xml=current_xml)
+        current = ET.fromstring(current_xml) if current_xml else None
+        record = domain_record.found_in(current) if current is not None else None
+        if current is not None:
+            domain_record.strip(current)
+        stored = domain_record.stored_digest(current) if current is not None else None
+        wanted = domain_record.digest(self.own) if self.own is not None else None
+        drifted = record is not None and record.stored != stored
         def_before, def_after = "", ""
+        created: Step | None = None
+        redefine = False
         if desired is not None:
-            current = ET.fromstring(current_xml) if current_xml else None
-            differs, def_before, def_after = domain_compare.compare(current, desired, self.what, self.machine_alias)
+            differs, def_before, def_after = self._differs(current, desired, record, wanted, drifted)
             if differs:
-                plan["actions"].append("define" if dom is None else "redefine")
+                domcaps.check(self.conn, desired, self.what)  # UEFI/TPM/launch security the host lacks: define nothing
+            if differs and dom is None:
+                created = plan.add("define", lambda: self._define(desired, current_xml, wanted, plan),
+                                   undo=lambda: self._remove_new(self.dom),
+                                   undone="the new definition was removed again")
+            elif differs:
+                redefine = True
+                plan.add("redefine", lambda: self._define(desired, current_xml, wanted, plan))
+        # Starting a domain whose definition matches but carries no (or a stale) record records it first,
+        # so the guest's live XML says what it runs.
+        adopt = wanted is not None and not redefine and dom is not None and (record is None or drifted)
         run_state = "shutoff" if cur_state == "absent" else cur_state
-        if self._stale_live(dom, cur_state, desired, plan) and self.params["state"] not in ("shutdown", "destroyed"):
+        stopping = self.params["state"] in ("shutdown", "destroyed")
+        after = wanted if redefine else (record.desired if record is not None else None)
+        if self._runs_older(dom, cur_state, desired, redefine, after, drifted) and not stopping:
             if self.params.get("allow_restart"):
-                plan["actions"].append("restart")
                 # the restart itself starts the guest again, paused when it was or is meant to be paused
                 paused = self.params["state"] == "paused" or (self.params["state"] == "present" and
                                                               run_state == "paused")
-                run_state = "paused" if paused else "running"
-                plan["restart_into"] = run_state
+                run_state = into = "paused" if paused else "running"
+                plan.add("restart", lambda: self._restart(self.dom, into, wanted if adopt else None, plan))
             else:
-                plan["restart_required"] = True
+                plan.restart_required = True
         step = self._run_step(run_state)
         if step:
-            plan["actions"].append(step)
-        plan["state_after"] = self._state_after(run_state, step)
+            adopting = wanted if adopt and step in STARTS else None
+            plan.add(step, lambda: self._do(self.dom, step, adopting, plan), within=created,
+                     done=lambda: self._in_state(REACHES[step]))
+        plan.state_after = self._state_after(run_state, step)
         want_auto = self.params.get("autostart")
-        plan["autostart_after"] = cur_autostart if want_auto is None else bool(want_auto)
-        if plan["autostart_after"] != cur_autostart:
-            plan["actions"].append("autostart" if want_auto else "no_autostart")
-        plan["before"] = self._diff_text(cur_state, cur_autostart, def_before, dom is not None)
-        plan["after"] = self._diff_text(plan["state_after"], plan["autostart_after"], def_after, True)
+        plan.autostart_after = cur_autostart if want_auto is None else bool(want_auto)
+        if plan.autostart_after != cur_autostart:
+            name = "autostart" if want_auto else "no_autostart"
+            plan.add(name, lambda: self._do(self.dom, name), within=created,
+                     done=lambda: self._autostarts(plan.autostart_after))
+        plan.before = self._diff_text(cur_state, cur_autostart, def_before, dom is not None)
+        plan.after = self._diff_text(plan.state_after, plan.autostart_after, def_after, True)
         return plan
 
-    def _stale_live(self, dom: Any, cur_state: str, desired: ET.Element | None, plan: dict) -> bool:
-        """Whether the running guest runs something other than the desired definition."""
-        if dom is None or desired is None or cur_state not in ACTIVE:
+    def _differs(self, current: ET.Element | None, desired: ET.Element, record: domain_record.Record | None,
+                 wanted: str | None, drifted: bool) -> tuple[bool, str, str]:
+        """(differs, before, after) of the definition, by the table in plan(); the texts are the diff's."""
+        if record is not None and record.desired == wanted and not drifted:
+            # converged, whatever libvirt made of what we applied: nothing to compare
+            after = domain_compare.compare(None, desired, self.what)[2]
+            return False, after, after
+        differs, before, after = domain_compare.compare(current, desired, self.what, self.machine_alias)
+        # a whole definition replacing the whole definition applied before: whatever it no longer says goes,
+        # also what the semantic comparison cannot see missing, so it is defined again
+        rewritten = record is not None and record.source == "xml" and record.desired != wanted
+        return differs or (rewritten and self.source == "xml"), before, after
+
+    def _runs_older(self, dom: Any, cur_state: str, desired: ET.Element | None, redefine: bool,
+                    after: str | None, drifted: bool) -> bool:
+        """Whether the running guest runs something other than its definition after this run.
+
+        The guest's live record (what it was started from) against `after`, the record the persistent
+        definition has after this run, never libvirt's live rendering of it. Only without a conclusive
+        record (none in the live XML or the persistent one, or a persistent definition that drifted, so
+        the guest may have been started from the drifted one) is the live XML compared semantically.
+        """
+        if dom is None or cur_state not in ACTIVE:
             return False
-        if "redefine" in plan["actions"]:
+        if desired is not None and domain_xml.uses_efi(desired):
+            # a guest whose varstore was made for other firmware restarts with a fresh one (nvram_stale)
+            self._note_nvram(domain_record.strip(ET.fromstring(dom.XMLDesc(0))), desired)
+        live = domain_record.live(dom)
+        if live is not None and after is not None and not drifted:
+            return live.desired != after
+        if desired is None:
+            return False
+        if redefine:
             return True
-        live = ET.fromstring(dom.XMLDesc(0))
-        self._note_nvram(live, desired)
-        return domain_compare.compare(live, domain_xml.live_form(without_current_memory(desired)), self.what,
+        current_live = domain_record.strip(ET.fromstring(dom.XMLDesc(0)))
+        return domain_compare.compare(current_live, domain_xml.live_form(without_current_memory(desired)), self.what,
                                       self.machine_alias)[0]
 
     def _note_nvram(self, before: ET.Element, desired: ET.Element) -> None:
         if domain_xml.nvram_stale(before, desired):
             self.start_flags |= getattr(libvirt, "VIR_DOMAIN_START_RESET_NVRAM", 0)
+
+    # Whether another run reached a step's goal meanwhile (plan.Step.done): then its failure is none.
+    def _in_state(self, states: Iterable[str]) -> bool:
+        now = lookup(self.conn, self.name)
+        return (state_name(now) if now is not None else "absent") in states
+
+    def _autostarts(self, wanted: bool) -> bool:
+        now = lookup(self.conn, self.name)
+        return now is not None and bool(now.autostart()) == wanted
 
     def _run_step(self, run_state: str) -> str | None:
         target = self.params["state"]
@@ -354,37 +468,32 @@ class DomainManager:
 
     # -- execution --
 
-    def execute(self, dom: Any, desired: ET.Element | None, plan: dict[str, Any]) -> Any:
-        actions = plan["actions"]
-        created = "define" in actions
-        if created or "redefine" in actions:
-            if desired is None:
-                raise AssertionError("a planned define carries the desired definition")
-            dom = self._define(desired, plan["current_xml"])
-        try:
-            if "restart" in actions:
-                self._restart(dom, plan["restart_into"])
-            for action in actions:
-                self._do(dom, action)
-        except LibvirtModuleError:
-            if created:
-                self._forget_new(dom)
-            raise
-        except libvirt.libvirtError as exc:
-            if created:
-                self._forget_new(dom)
-            raise from_libvirt(exc, f"{self.what}: {', '.join(actions)} failed") from exc
-        return dom
-
-    def _define(self, desired: ET.Element, current_xml: str | None) -> Any:
+    def _define(self, desired: ET.Element, current_xml: str | None, wanted: str | None, plan: Plan) -> None:
+        """Step define/redefine: the domain (self.dom) is defined from the desired element, then what was
+        applied is recorded (before any start, so a guest started later carries the record)."""
         self._make_log_dirs(desired)
         if current_xml:
             self._note_nvram(ET.fromstring(current_xml), desired)
         text = domain_xml.to_text(keep_identity(desired, current_xml))
         try:
-            return self.conn.defineXML(text)
+            self.dom = self.conn.defineXML(text)
         except libvirt.libvirtError as exc:
             raise from_libvirt(exc, f"{self.what}: libvirt rejected the definition") from exc
+        if wanted is not None:
+            self._record(wanted, plan)
+
+    def _record(self, wanted: str, plan: Plan) -> None:
+        """Write our record (domain_record) into the persistent definition as libvirt stores it now.
+
+        The record only saves later runs a comparison: when libvirt refuses it, the definition stands and
+        the next run compares semantically, so this is a warning, not a failure."""
+        try:
+            stored = domain_record.stored_digest(domain_record.strip(
+                ET.fromstring(self.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))))
+            domain_record.write(self.dom, domain_record.Record(wanted, stored, self.source))
+        except libvirt.libvirtError as exc:
+            plan.warnings.append(f"{self.what}: cannot record what was applied in its metadata "
+                                 f"({exc.get_error_message()}); the next run compares its definition with libvirt's")
 
     def _make_log_dirs(self, desired: ET.Element) -> None:
         """Serial logs land in a file whose directory libvirt will not create."""
@@ -397,16 +506,16 @@ class DomainManager:
             if path and os.path.isabs(path):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
 
-    def _forget_new(self, dom: Any) -> None:
-        """A domain this run defined must not outlive the failure that followed."""
-        try:
-            if dom.isActive():
-                dom.destroy()
-            undefine(dom)
-        except libvirt.libvirtError:
-            pass  # the original error is the one worth reporting
+    def _remove_new(self, dom: Any) -> None:
+        """Undo of 'define': a domain this run defined must not outlive the failure that followed."""
+        if dom.isActive():
+            dom.destroy()
+        undefine(dom)
 
-    def _do(self, dom: Any, action: str) -> None:
+    def _do(self, dom: Any, action: str, adopt: str | None = None, plan: Plan | None = None) -> None:
+        """One run-state or autostart step; `adopt`: record this desired digest before starting (see plan)."""
+        if adopt is not None and plan is not None:
+            self._record(adopt, plan)
         if action == "start":
             dom.createWithFlags(self.start_flags)
         elif action == "start_paused":
@@ -423,16 +532,13 @@ class DomainManager:
             self._shutdown(dom, force=bool(self.params.get("force_shutdown")))
         elif action in ("autostart", "no_autostart"):
             dom.setAutostart(1 if action == "autostart" else 0)
-        else:
-            return  # define/redefine/restart are done by execute() itself
         self._wait_settled(dom, action)
 
     def _wait_settled(self, dom: Any, action: str) -> None:
-        wanted = {"start": "running", "resume": "running", "wakeup": "running", "suspend": "paused",
-                  "start_paused": "paused", "destroy": "shutoff"}.get(action)
-        if wanted and not self._wait_for(dom, {wanted}):
+        wanted = REACHES.get(action) if action != "shutdown" else None  # shutdown waits in _shutdown
+        if wanted and not self._wait_for(dom, set(wanted)):
             raise LibvirtModuleError(f"{self.what}: still {state_name(dom)} {self._timeout()} s after {action}, "
-                                     f"expected {wanted}")
+                                     f"expected {' or '.join(sorted(wanted))}")
 
     def _timeout(self) -> int:
         return int(self.params.get("wait_timeout") or 60)
@@ -460,8 +566,11 @@ class DomainManager:
                 "or use state: destroyed")
         dom.destroy()
 
-    def _restart(self, dom: Any, into: str) -> None:
-        """Stop (graceful, then forced after wait_timeout: the user allowed a restart) so the new definition applies."""
+    def _restart(self, dom: Any, into: str, adopt: str | None, plan: Plan) -> None:
+        """Stop (graceful, then forced after wait_timeout: the user allowed a restart) so the new definition
+        applies; `adopt`: record this desired digest first (see plan)."""
+        if adopt is not None:
+            self._record(adopt, plan)
         if state_name(dom) in ACTIVE:
             self._shutdown(dom, force=True)
         if into == "paused":
@@ -472,30 +581,33 @@ class DomainManager:
 
     # -- absent --
 
-    def _absent(self, dom: Any) -> dict[str, Any]:
+    def plan_absent(self) -> DomainPlan:
+        """Stop, undefine and, with remove_storage, delete the disk volumes; nothing when already gone."""
+        self.dom = dom = lookup(self.conn, self.name)
+        plan = DomainPlan(self.what, state_after="absent")
+        self.removed_volumes, self.kept_storage = [], []
         if dom is None:
-            return {"changed": False, "domain": {"name": self.name, "state": "absent"}, "removed_volumes": [],
-                    "restart_required": False, "actions": []}
-        xml_text = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            return plan
+        xml_text = self._inactive_xml(dom) or ""
         cur_state = state_name(dom)
         volumes, kept = self._storage(ET.fromstring(xml_text)) if self.params.get("remove_storage") else ([], [])
-        result: dict[str, Any] = {"changed": True, "domain": {"name": self.name, "state": "absent"},
-                                  "removed_volumes": [v.path() for v in volumes], "kept_storage": kept,
-                                  "restart_required": False,
-                                  "actions": (["destroy"] if cur_state in ACTIVE else []) + ["undefine"] +
-                                  (["delete_volumes"] if volumes else [])}
-        if self.want_diff:
-            result["diff"] = {"before": self._diff_text(cur_state, bool(dom.autostart()), xml_text, True),
-                              "after": ""}
-        if self.check_mode:
-            return result
-        try:
-            if cur_state in ACTIVE:
-                dom.destroy()
-            undefine(dom)
-        except libvirt.libvirtError as exc:
-            raise from_libvirt(exc, f"{self.what}: cannot remove") from exc
-        self._delete_volumes(volumes)
+        self.removed_volumes, self.kept_storage = [v.path() for v in volumes], kept
+        plan.before = self._diff_text(cur_state, bool(dom.autostart()), xml_text, True)
+        if cur_state in ACTIVE:
+            plan.add("destroy", dom.destroy, done=lambda: self._in_state({"shutoff", "absent"}))
+        plan.add("undefine", lambda: undefine(dom), done=lambda: self._in_state({"absent"}))
+        if volumes:
+            plan.add("delete_volumes", lambda: self._delete_volumes(volumes))
+        return plan
+
+    def _absent_result(self, plan: DomainPlan) -> dict[str, Any]:
+        result: dict[str, Any] = {"changed": plan.changed, "domain": {"name": self.name, "state": "absent"},
+                                  "removed_volumes": self.removed_volumes, "restart_required": False,
+                                  "actions": plan.actions}
+        if plan.before:
+            result["kept_storage"] = self.kept_storage
+            if self.want_diff:
+                result["diff"] = {"before": plan.before, "after": ""}
         return result
 
     def _storage(self, root: ET.Element) -> tuple:
@@ -536,23 +648,24 @@ class DomainManager:
 
     # -- result --
 
-    def _result(self, dom: Any, desired: ET.Element | None, plan: dict[str, Any]) -> dict[str, Any]:
-        if dom is not None and not self.check_mode and plan["actions"]:
+    def _result(self, plan: DomainPlan) -> dict[str, Any]:
+        dom = self.dom
+        if dom is not None and not self.check_mode and plan.changed:
             info = describe(dom, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         elif dom is not None:
-            info = describe(dom, plan["current_xml"], plan["state_after"], plan["autostart_after"])
+            info = describe(dom, plan.current_xml or "", plan.state_after, plan.autostart_after)
         else:  # check mode for a domain that would be created: describe the desired definition
-            root = domain_compare.normalise(desired, self.what)  # type: ignore[arg-type]
-            info = {"name": self.name, "uuid": None, "state": plan["state_after"],
-                    "autostart": plan["autostart_after"], "memory": domain_xml.memory_bytes(root),
+            root = domain_compare.normalise(self.desired_root, self.what)  # type: ignore[arg-type]
+            info = {"name": self.name, "uuid": None, "state": plan.state_after,
+                    "autostart": plan.autostart_after, "memory": domain_xml.memory_bytes(root),
                     "vcpus": domain_xml.vcpus(root), "xml": domain_xml.to_text(root),
                     "disks": domain_xml.disks(root), "interfaces": domain_xml.interfaces(root),
                     "forwarded_ports": domain_xml.forwarded_ports(root)}
-        info["restart_required"] = plan["restart_required"]
-        result: dict[str, Any] = {"changed": bool(plan["actions"]), "domain": info,
-                                  "restart_required": plan["restart_required"], "actions": plan["actions"]}
+        info["restart_required"] = plan.restart_required
+        result: dict[str, Any] = {"changed": plan.changed, "domain": info,
+                                  "restart_required": plan.restart_required, "actions": plan.actions}
         if self.want_diff:
-            result["diff"] = {"before": plan["before"], "after": plan["after"]}
+            result["diff"] = {"before": plan.before, "after": plan.after}
         return result
 
 

@@ -34,6 +34,7 @@ import copy
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from . import domain_record
 from .common import LibvirtModuleError
 from .domain_compare import QEMU_COMMANDLINE
 from .domain_xml import uses_efi, write_firmware
@@ -117,6 +118,17 @@ def settle_launch_security(out: ET.Element, current: ET.Element) -> None:
         return
     if same:
         want.text = have.text
+def keep_metadata(out: ET.Element, current: ET.Element) -> None:
+    """Other applications' <metadata> (libosinfo's, a management tool's) is no option's part: a redefinition
+    from options keeps it. Our own record (domain_record) is not kept: it is written anew after the define."""
+    found = current.find("metadata")
+    if found is None or out.find("metadata") is not None:
+        return
+    kept = ET.Element("metadata")
+    kept[:] = [copy.deepcopy(child) for child in found if child.tag != domain_record.TAG]
+    if len(kept):
+        name = out.find("name")
+        out.insert(list(out).index(name) + 1 if name is not None else 0, kept)
 
 
 def _replace_children(out: ET.Element, current: ET.Element, parent_path: str, tags: tuple[str, ...]) -> None:

@@ -36,8 +36,9 @@ MEMORY_TAGS = ("memory", "currentMemory", "maxMemory")
 # XML they never mean the definition drifted.
 LIBVIRT_DEFAULT_DEVICES = {"emulator", "controller", "input", "memballoon", "console", "audio", "video", "panic"}
 # Top-level parts the user owns entirely: libvirt never adds them, so one only libvirt has was removed.
+# (<metadata> is compared without our own record, which domain_record strips first.)
 STRICT_TOP_LEVEL = {QEMU_COMMANDLINE, "launchSecurity", "memoryBacking", "cputune", "numatune", "sysinfo",
-                    "description", "title"}
+                    "description", "title", "metadata"}
 STRICT_OS_CHILDREN = {"kernel", "initrd", "cmdline", "dtb"}
 # Firmware: libvirt never adds <os firmware=...> itself, and shows UEFI's <loader>/<nvram> (which it resolves
 # from firmware='efi') only for UEFI domains; so a desired BIOS <os> (neither) finds a UEFI domain different.

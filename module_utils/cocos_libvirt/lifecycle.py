@@ -1,19 +1,27 @@
-"""Convergence shared by persistent libvirt objects that are defined, started and autostarted.
+"""Convergence shared by persistent libvirt objects that are defined, started and autostarted: pools, networks.
 
-Pools and networks follow the same life cycle, so one planner serves both: it compares the desired
-definition with the canonicalised current one ONCE, turns the difference into an ordered list of
-named actions, and that single plan answers check mode (`changed`), diff mode (`before`/`after`)
-and the real run. Subclasses only say how to look up, define, start and describe their object.
+How a definition is compared: libvirt's own parser renders the desired definition (render.py), with the
+identity the driver allocated for the existing object carried over (carry_identity), and the rendering is
+compared as canonical text with the stored definition, so whatever libvirt rewrites is on both sides and
+settles without a list of rewrites. Left out of both: the uuid, and facts a running object reports that
+are no part of a definition (strip_runtime: a pool's sizes, the permissions it found on its directory).
+
+Whether a running object still runs an older definition is libvirt's own answer: an object redefined while
+active keeps its running definition apart from the pending one until it restarts (runs_older).
+
+The difference becomes one plan of named steps (plan.Plan), which answers check mode (`changed`), diff
+mode (`before`/`after`) and the real run, and rolls back what this run created when a later step fails.
+Subclasses say how to look up, define, start and describe their object.
 """
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from . import xmlcanon
-from .common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
+from .common import from_libvirt, libvirt, lookup_or_none
+from .plan import Plan, Step, converge
 
 
 def _quiet(_ctx: Any, _err: Any) -> None:
@@ -22,49 +30,6 @@ def _quiet(_ctx: Any, _err: Any) -> None:
 
 if libvirt is not None:
     libvirt.registerErrorHandler(_quiet, None)
-
-
-@dataclass
-class Action:
-    label: str
-    apply: Callable[[], Any]
-
-
-@dataclass
-class Plan:
-    actions: list[Action] = field(default_factory=list)
-    before: str = ""
-    after: str = ""
-    restart_required: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.actions)
-
-    def add(self, label: str, apply: Callable[[], Any]) -> None:
-        self.actions.append(Action(label, apply))
-
-
-def drop_unrequested(current: ET.Element, desired: ET.Element, elements: Iterable[str] = (),
-                     attributes: Iterable[tuple[str, str]] = ()) -> None:
-    """Remove from `current` what libvirt fills in by itself unless `desired` asks for it.
-
-    `elements` are ElementTree paths ("mac", "forward/nat"); `attributes` are (path, name) pairs.
-    What the user did write is still compared, so a changed bridge name is still a change.
-    """
-    drop = [path for path in elements if desired.find(path) is None]
-    xmlcanon.remove(current, drop)
-    for path, attr in attributes:
-        wanted = [desired] if path == "." else desired.findall(path)
-        if not any(attr in elem.attrib for elem in wanted):
-            xmlcanon.remove_attrs(current, [(path, attr)])
-
-
-def drop_empty(root: ET.Element, paths: Iterable[str]) -> None:
-    """Remove elements with neither attributes, text nor children (libvirt writes `<source/>`)."""
-    empty = [p for p in paths for e in root.findall(p) if not e.attrib and not len(e) and not (e.text or "").strip()]
-    xmlcanon.remove(root, empty)
 
 
 def state_text(definition: str, active: bool, autostart: bool) -> str:
@@ -84,6 +49,8 @@ class LifecycleManager:
         self.check_mode = check_mode
         self.name: str = params["name"]
         self.what = f"{self.kind} '{self.name}'"
+        self.obj: Any = None  # what the last plan() found
+        self.live_xml: str | None = None  # its running XML, when the plan read it
 
     # --- hooks for subclasses -------------------------------------------------------------
     def lookup_raw(self, name: str) -> Any:
@@ -96,14 +63,28 @@ class LifecycleManager:
         """The desired definition (name set, no uuid) from `xml` or the structured options."""
         raise NotImplementedError
 
-    def normalise(self, current: ET.Element, desired: ET.Element) -> None:
-        """Strip from `current` what libvirt fills in; called on copies before comparing."""
+    def render(self, desired: ET.Element) -> ET.Element:
+        """The definition libvirt will store for `desired` (render.py)."""
+        raise NotImplementedError
 
-    def prepare_start(self, obj: Any) -> None:
-        """Work needed before starting, e.g. building a pool's directory."""
+    def carry_identity(self, desired: ET.Element, current: ET.Element) -> None:
+        """Copy into `desired` what the driver allocated for the existing object and the user left out."""
 
-    def after_define(self, obj: Any) -> None:
-        """Work right after a (re)definition, e.g. building a pool's directory."""
+    def strip_runtime(self, root: ET.Element, other: ET.Element) -> None:
+        """Remove from a stored or rendered definition what a running object reports beyond its definition;
+        `other` is the definition it is compared with."""
+
+    def strip_started(self, live: ET.Element, stored: ET.Element) -> None:
+        """Remove from a running object's live XML what starting it added to the stored definition."""
+
+    def before_start(self, obj: Any) -> None:
+        """Work an existing object needs before it starts, e.g. a pool's directory made again."""
+
+    def after_redefine(self, obj: Any) -> None:
+        """Work right after a redefinition, e.g. building the new directory of an inactive pool."""
+
+    def add_create_steps(self, plan: Plan, created: dict[str, Any], define: Step) -> None:
+        """Steps between define and start of a new object (a pool's build), each undoable."""
 
     def restart_allowed(self) -> bool:
         return True
@@ -124,6 +105,10 @@ class LifecycleManager:
     def lookup(self) -> Any:
         return lookup_or_none(self.lookup_raw, self.name, f"cannot look up {self.what}")
 
+    def running_xml(self, obj: Any) -> str:
+        """The object's XML as it runs: read again unless this run's plan read it and changed nothing since."""
+        return self.live_xml if self.live_xml is not None else self.xml_desc(obj, 0)
+
     def xml_desc(self, obj: Any, flags: int) -> str:
         try:
             return obj.XMLDesc(flags)
@@ -133,52 +118,83 @@ class LifecycleManager:
                 return obj.XMLDesc(0)
             raise from_libvirt(exc, f"cannot read the definition of {self.what}") from exc
 
-    def canonical_of(self, xml_text: str, desired: ET.Element) -> str:
-        current = xmlcanon.parse(xml_text, self.what)
-        xmlcanon.remove(current, ["uuid"])
-        self.normalise(current, desired)
-        return xmlcanon.canonical(current)
-
-    def desired_text(self, desired: ET.Element) -> str:
-        copy = ET.fromstring(ET.tostring(desired))
+    def comparable(self, root: ET.Element, other: ET.Element) -> str:
+        """Canonical text of a stored or rendered definition as it is compared with `other` (no uuid, no
+        runtime facts)."""
+        copy = ET.fromstring(ET.tostring(root))
         xmlcanon.remove(copy, ["uuid"])
-        self.normalise(copy, desired)
+        self.strip_runtime(copy, other)
         return xmlcanon.canonical(copy)
 
+    def runs_older(self, obj: Any, stored: ET.Element) -> bool:
+        """Whether the active object runs a definition other than its stored (pending) one.
+
+        The two are read one after the other, so an object another run starts in between looks different
+        (a pool's XML gains the permissions found on its directory): a difference is read once more."""
+        for _ in range(2):
+            self.live_xml = self.xml_desc(obj, 0)
+            live = xmlcanon.parse(self.live_xml, self.what)
+            self.strip_started(live, stored)
+            if xmlcanon.canonical(live) == xmlcanon.canonical(stored):
+                return False
+            stored = xmlcanon.parse(self.xml_desc(obj, self.inactive_flag), self.what)
+        return True
+
     # --- planning ------------------------------------------------------------------------
-    def plan(self) -> tuple[Plan, Any]:
-        obj = self.lookup()
+    def plan(self) -> Plan:
+        """The plan from what libvirt says now; the object it found is kept in self.obj."""
+        self.live_xml = None
+        self.obj = obj = self.lookup()
         if self.params["state"] == "absent":
-            return self.plan_absent(obj), obj
-        return self.plan_present(obj), obj
+            return self.plan_absent(obj)
+        return self.plan_present(obj)
 
     def plan_absent(self, obj: Any) -> Plan:
-        plan = Plan()
+        plan = Plan(self.what)
         if obj is None:
             return plan
         active = bool(self.call("cannot read the state of", obj.isActive))
-        plan.before = state_text(self.canonical_of(self.xml_desc(obj, self.inactive_flag), ET.Element("x")),
-                                 active, bool(self.call("cannot read autostart of", obj.autostart)))
+        stored = xmlcanon.parse(self.xml_desc(obj, self.inactive_flag), self.what)
+        plan.before = state_text(self.comparable(stored, stored), active,
+                                 bool(self.call("cannot read autostart of", obj.autostart)))
         if active:
-            plan.add("stop", lambda: self.call("cannot stop", obj.destroy))
+            plan.add("stop", lambda: self.call("cannot stop", obj.destroy), done=self.stopped)
         self.remove_extra(obj, plan)
         if self.call("cannot read the persistence of", obj.isPersistent):
-            plan.add("undefine", lambda: self.call("cannot undefine", obj.undefine))
+            plan.add("undefine", lambda: self.call("cannot undefine", obj.undefine), done=lambda: self.lookup() is None)
         return plan
+
+    # Whether another run reached a step's goal meanwhile (plan.Step.done): then its failure is none.
+    def stopped(self) -> bool:
+        now = self.lookup()
+        return now is None or not now.isActive()
+
+    def running(self) -> bool:
+        now = self.lookup()
+        return now is not None and bool(now.isActive())
+
+    def autostarting(self, wanted: bool) -> bool:
+        now = self.lookup()
+        return now is not None and bool(now.autostart()) == wanted
 
     def plan_present(self, obj: Any) -> Plan:
         desired = self.build_desired()
-        want_text = self.desired_text(desired)
         want_active = self.params["active"]
         want_autostart = self.params["autostart"]
-        plan = Plan()
+        plan = Plan(self.what)
         if obj is None:
-            return self.plan_create(plan, desired, want_text, want_active, want_autostart)
+            rendered = self.render(desired)
+            return self.plan_create(plan, desired, self.comparable(rendered, rendered), want_active, want_autostart)
+        stored = xmlcanon.parse(self.xml_desc(obj, self.inactive_flag), self.what)
+        self.carry_identity(desired, stored)
+        rendered = self.render(desired)
         active = bool(self.call("cannot read the state of", obj.isActive))
+        # An active object's XML holds what it found at runtime in place of parts of its definition (a pool's
+        # directory permissions): those parts are compared only where both sides have them.
+        want_text = self.comparable(rendered, stored if active else rendered)
+        have_text = self.comparable(stored, rendered)
         autostart = bool(self.call("cannot read autostart of", obj.autostart))
         persistent = bool(self.call("cannot read the persistence of", obj.isPersistent))
-        have_text = self.canonical_of(self.xml_desc(obj, self.inactive_flag), desired)
-        live_text = self.canonical_of(self.xml_desc(obj, 0), desired) if active else have_text
         target_active = active if want_active is None else want_active
         target_autostart = autostart if want_autostart is None else want_autostart
         plan.before = state_text(have_text, active, autostart)
@@ -186,18 +202,19 @@ class LifecycleManager:
         redefine = have_text != want_text or not persistent
         if redefine:
             plan.add("redefine", lambda: self.redefine(obj, desired))
-        stale_live = active and target_active and live_text != want_text
+        stale_live = active and target_active and (redefine or self.runs_older(obj, stored))
         if stale_live and self.restart_allowed():
             plan.add("restart", lambda: self.restart(obj))
         elif stale_live:
             plan.restart_required = True
             plan.warnings.append(f"{self.what} runs with an older definition; set allow_restart: true to restart it")
         if target_active and not active:
-            plan.add("start", lambda: self.start(obj))
+            plan.add("start", lambda: self.start(obj), done=self.running)
         if active and not target_active:
-            plan.add("stop", lambda: self.call("cannot stop", obj.destroy))
+            plan.add("stop", lambda: self.call("cannot stop", obj.destroy), done=self.stopped)
         if target_autostart != autostart:
-            plan.add("autostart", lambda: self.call("cannot set autostart of", obj.setAutostart, int(target_autostart)))
+            plan.add("autostart", lambda: self.call("cannot set autostart of", obj.setAutostart, int(target_autostart)),
+                     done=lambda: self.autostarting(target_autostart))
         return plan
 
     def plan_create(self, plan: Plan, desired: ET.Element, want_text: str, want_active: bool | None,
@@ -205,18 +222,21 @@ class LifecycleManager:
         target_active = True if want_active is None else want_active
         plan.after = state_text(want_text, target_active, bool(want_autostart))
         created: dict[str, Any] = {}
-        plan.add("define", lambda: created.update(obj=self.define(desired)))
+        define = plan.add("define", lambda: created.update(obj=self.define(desired)),
+                          undo=lambda: self.remove_new(created["obj"]), undone="the new definition was removed again")
+        self.add_create_steps(plan, created, define)
         if target_active:
-            plan.add("start", lambda: self.start(created["obj"]))
+            plan.add("start", lambda: self.call("cannot start", created["obj"].create),
+                     undo=lambda: self.call("cannot stop", created["obj"].destroy), undone="stopped again",
+                     done=self.running)
         if want_autostart:
-            plan.add("autostart", lambda: self.call("cannot set autostart of", created["obj"].setAutostart, 1))
+            plan.add("autostart", lambda: self.call("cannot set autostart of", created["obj"].setAutostart, 1),
+                     within=define, done=lambda: self.autostarting(True))
         return plan
 
     # --- actions -------------------------------------------------------------------------
     def define(self, desired: ET.Element) -> Any:
-        obj = self.call("cannot define", self.define_raw, ET.tostring(desired, encoding="unicode"))
-        self.after_define(obj)
-        return obj
+        return self.call("cannot define", self.define_raw, ET.tostring(desired, encoding="unicode"))
 
     def redefine(self, obj: Any, desired: ET.Element) -> None:
         """Redefine in place: keep the object's UUID unless the user's XML names one."""
@@ -224,51 +244,31 @@ class LifecycleManager:
         if copy.find("uuid") is None:
             uuid = ET.SubElement(copy, "uuid")
             uuid.text = self.call("cannot read the UUID of", obj.UUIDString)
-        self.after_define(self.call("cannot redefine", self.define_raw, ET.tostring(copy, encoding="unicode")))
+        self.after_redefine(self.call("cannot redefine", self.define_raw, ET.tostring(copy, encoding="unicode")))
 
     def start(self, obj: Any) -> None:
-        self.prepare_start(obj)
+        self.before_start(obj)
         self.call("cannot start", obj.create)
 
     def restart(self, obj: Any) -> None:
         self.call("cannot stop", obj.destroy)
         self.start(obj)
 
+    def remove_new(self, obj: Any) -> None:
+        """Undo of 'define': the object this run defined goes again, stopped first if it was started."""
+        if obj.isActive():
+            obj.destroy()
+        obj.undefine()
+
     # --- running -------------------------------------------------------------------------
-    def apply(self, plan: Plan) -> None:
-        done: list[str] = []
-        for action in plan.actions:
-            try:
-                action.apply()
-            except LibvirtModuleError as exc:
-                exc.msg = self.failure_message(exc.msg, done, action.label)
-                exc.args = (exc.msg,)
-                raise
-            done.append(action.label)
-
-    def failure_message(self, msg: str, done: list[str], failed: str) -> str:
-        """Say exactly what remains; undo a definition this run created so nothing half-made stays."""
-        if done[:1] == ["define"]:
-            obj = self.lookup()
-            if obj is not None:
-                try:
-                    if obj.isActive():
-                        obj.destroy()
-                    obj.undefine()
-                    return f"{msg} (step '{failed}'; the new definition was removed again)"
-                except libvirt.libvirtError as exc:
-                    return f"{msg} (step '{failed}'; removing the new definition also failed: {exc})"
-        steps = ", ".join(done) if done else "none"
-        return f"{msg} (step '{failed}'; steps already applied: {steps})"
-
     def run(self) -> dict[str, Any]:
-        plan, obj = self.plan()
-        if not self.check_mode:
-            self.apply(plan)
-            obj = self.lookup()
+        plan = converge(self.plan, self.check_mode)
+        obj = self.obj
+        if plan.changed and not self.check_mode:
+            obj, self.live_xml = self.lookup(), None
         result: dict[str, Any] = {
             "changed": plan.changed,
-            "actions": [a.label for a in plan.actions],
+            "actions": plan.actions,
             "diff": {"before": plan.before, "after": plan.after},
         }
         if self.params["state"] == "present":

@@ -9,13 +9,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from . import xmlcanon
+from . import render, xmlcanon
 from .common import LibvirtModuleError, libvirt
-from .lifecycle import LifecycleManager, drop_unrequested
-
-# Filled in by libvirt when the definition leaves them out (generated MAC, virbrN, NAT port range, ...).
-_FILLED_ELEMENTS = ["mac", "bridge", "forward/nat"]
-_FILLED_ATTRIBUTES = [("bridge", "name"), ("bridge", "stp"), ("bridge", "delay"), (".", "connections")]
+from .lifecycle import LifecycleManager
 
 
 class NetworkManager(LifecycleManager):
@@ -55,11 +51,31 @@ class NetworkManager(LifecycleManager):
             ET.SubElement(dhcp, "range", {"start": params["dhcp_start"], "end": params["dhcp_end"]})
         return root
 
-    def normalise(self, current: ET.Element, desired: ET.Element) -> None:
-        drop_unrequested(current, desired, elements=_FILLED_ELEMENTS, attributes=_FILLED_ATTRIBUTES)
+    def render(self, desired: ET.Element) -> ET.Element:
+        return render.network(desired, self.what)
+
+    def carry_identity(self, desired: ET.Element, current: ET.Element) -> None:
+        """The MAC and bridge name the network driver generated, where the definition leaves them to it."""
+        mac = current.find("mac")
+        if desired.find("mac") is None and mac is not None:
+            desired.append(ET.Element("mac", dict(mac.attrib)))
+        bridge = current.find("bridge")
+        if bridge is not None and bridge.get("name"):
+            wanted = desired.find("bridge")
+            if wanted is None:
+                wanted = ET.SubElement(desired, "bridge")
+            wanted.attrib.setdefault("name", bridge.get("name", ""))
+
+    def strip_started(self, live: ET.Element, stored: ET.Element) -> None:
+        """Starting a network counts its guests' connections and fills in the NAT port range it uses."""
+        live.attrib.pop("connections", None)
+        if stored.find("forward/nat") is None:
+            xmlcanon.remove(live, ["forward/nat"])
+        elif stored.find("forward/nat/port") is None:
+            xmlcanon.remove(live, ["forward/nat/port"])
 
     def describe(self, obj: Any) -> dict[str, Any]:
-        root = xmlcanon.parse(self.xml_desc(obj, 0), self.what)
+        root = xmlcanon.parse(self.running_xml(obj), self.what)
         bridge = root.find("bridge")
         ip = root.find("ip")
         forward = root.find("forward")

@@ -3,6 +3,9 @@
 Idempotence rule for `source`: content is uploaded only when the volume is created. An existing volume's
 content is never compared or overwritten, because guests write to their disks and reading a disk back on
 every run would cost minutes; remove the volume to seed it again.
+
+Capacities are compared after the rounding libvirt and the image format apply (see `rounding`): a volume
+holds its capacity when it is at least that large and larger only by less than that rounding.
 """
 from __future__ import annotations
 
@@ -10,18 +13,54 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from . import xmlcanon
+from . import render, xmlcanon
 from .common import LibvirtModuleError, from_libvirt, libvirt, lookup_or_none
-from .lifecycle import Plan
+from .plan import Plan, converge
 from .units import UnitError, parse_size
 
 _QCOW2_MAGIC = b"QFI\xfb"
 _CHUNK = 1024 * 1024
+# Pool types whose volumes are files that libvirt creates with qemu-img (every format but raw).
+FILE_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
+LVM_EXTENT = 4 * 1024 ** 2
+UPLOAD_PROBE_SECONDS = 60
+SETTLE_SECONDS = 60
+
+
+def rounding(fmt: str | None, pool_type: str) -> int:
+    """Bytes libvirt and the image format may add to a requested capacity (1: none). Measured with libvirt
+    9.0 and QEMU 7.2: in file pools raw files are exactly the size asked; other formats are created by
+    qemu-img in whole KiB (100000000 bytes of qcow2 become 100000768) and resized in whole 512-byte
+    sectors, and vpc rounds up to a whole CHS cylinder (at most 16 heads x 255 sectors). Other pool types
+    allocate whole units of their own (a logical volume whole extents, 4 MiB by default)."""
+    if pool_type not in FILE_POOL_TYPES:
+        return LVM_EXTENT
+    if fmt in (None, "raw"):
+        return 1
+    if fmt == "vpc":
+        return 16 * 255 * 512
+    return 1024
+
+
+def holds(capacity: int, wanted: int, fmt: str | None, pool_type: str) -> bool:
+    """Whether a volume of `capacity` bytes is what libvirt makes of a request for `wanted` bytes."""
+    return wanted <= capacity < wanted + rounding(fmt, pool_type)
+
+
+def virtual_size(path: str) -> int:
+    """Bytes a guest sees of an image file: a qcow2 header's size field (big-endian at offset 24,
+    https://qemu.readthedocs.io/en/latest/interop/qcow2.html), else the file's size (raw)."""
+    with open(path, "rb") as handle:
+        header = handle.read(32)
+    if header[:4] == _QCOW2_MAGIC and len(header) == 32:
+        return int.from_bytes(header[24:32], "big")
+    return os.path.getsize(path)
 
 
 @dataclass
@@ -101,6 +140,9 @@ class VolumeManager:
         self.name: str = params["name"]
         self.pool_name: str = params["pool"]
         self.what = f"volume '{self.name}' in storage pool '{self.pool_name}'"
+        self.pool: Any = None  # what the last plan() found
+        self.vol: Any = None
+        self._source: Source | None = None  # fetched once, however often the run plans
 
     # --- inputs, all checked before anything changes --------------------------------------
     def desired(self) -> Desired:
@@ -127,6 +169,8 @@ class VolumeManager:
         location = self.params.get("source")
         if not location:
             return None
+        if self._source is not None:
+            return self._source
         checksum = parse_checksum(self.params.get("checksum"))
         scheme = urlparse(location).scheme
         if scheme not in ("", "file", "http", "https"):
@@ -134,7 +178,11 @@ class VolumeManager:
                                      f"not {location!r}")
         if scheme in ("http", "https") and checksum is None:
             raise LibvirtModuleError(f"{self.what}: a downloaded source needs 'checksum: sha256:...'")
-        return Source(location, checksum)
+        if self.params.get("grow_to_source") and self.params.get("allow_shrink"):
+            raise LibvirtModuleError(f"{self.what}: grow_to_source makes capacity a minimum; it cannot be "
+                                     "combined with allow_shrink")
+        self._source = Source(location, checksum)
+        return self._source
 
     # --- libvirt lookups -----------------------------------------------------------------
     def lookup_pool(self) -> Any:
@@ -162,66 +210,148 @@ class VolumeManager:
         return capacity, (fmt.get("type") or "raw") if fmt is not None else "raw"
 
     # --- planning ------------------------------------------------------------------------
-    def plan(self) -> tuple[Plan, Any]:
+    def plan(self) -> Plan:
+        """The plan from what libvirt says now; the pool and volume it found are kept in self.pool, self.vol."""
         desired = self.desired()
         source = self.source() if self.params["state"] == "present" else None
-        pool = self.lookup_pool()
+        self.pool = pool = self.lookup_pool()
         if pool is None:
             if self.params["state"] == "absent":
-                return Plan(), None  # no pool, so no volume: nothing to remove
+                return Plan(self.what)  # no pool, so no volume: nothing to remove
             raise LibvirtModuleError(f"storage pool '{self.pool_name}' not found (needed for {self.what})",
                                      error_code=libvirt.VIR_ERR_NO_STORAGE_POOL)
-        vol = self.lookup_volume(pool)
+        vol, now = self.settled(pool)
+        self.vol = vol
         if self.params["state"] == "absent":
-            return self.plan_absent(vol), pool
-        if vol is None:
-            return self.plan_create(pool, desired, source), pool
-        return self.plan_update(vol, desired), pool
+            return self.plan_absent(vol, now)
+        if vol is None or now is None:
+            return self.plan_create(pool, desired, source)
+        return self.plan_update(pool, vol, now, desired)
+
+    def settled(self, pool: Any) -> tuple[Any, tuple[int, str] | None]:
+        """The volume and its (capacity, format), or (None, None). A volume another run is still creating is
+        listed before libvirt can read it ('no storage vol with matching path'): wait until it can, or is gone."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            vol = self.lookup_volume(pool)
+            if vol is None:
+                return None, None
+            try:
+                return vol, self.current(vol)
+            except LibvirtModuleError as exc:
+                busy = exc.error_code in (libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_OPERATION_INVALID)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.2)
 
     def text(self, capacity: int | str | None, fmt: str | None) -> str:
         return f"volume: {self.pool_name}/{self.name}\nformat: {fmt}\ncapacity: {capacity}\n"
 
-    def plan_absent(self, vol: Any) -> Plan:
-        plan = Plan()
-        if vol is not None:
-            plan.before = self.text(*self.current(vol))
-            plan.add("delete", lambda: self.call("cannot delete", vol.delete, 0))
+    def plan_absent(self, vol: Any, now: tuple[int, str] | None) -> Plan:
+        plan = Plan(self.what)
+        if vol is not None and now is not None:
+            plan.before = self.text(*now)
+            plan.add("delete", lambda: self.call("cannot delete", vol.delete, 0),
+                     done=lambda: self.lookup_volume(self.pool) is None)
         return plan
 
-    def plan_update(self, vol: Any, desired: Desired) -> Plan:
-        capacity, fmt = self.current(vol)
+    def pool_type(self, pool: Any) -> str:
+        return xmlcanon.parse(self.call("cannot read the definition of the pool of", pool.XMLDesc, 0),
+                              self.what).get("type", "")
+
+    def plan_update(self, pool: Any, vol: Any, now: tuple[int, str], desired: Desired) -> Plan:
+        capacity, fmt = now
         if desired.format and desired.format != fmt:
             raise LibvirtModuleError(f"{self.what} has format {fmt}, not {desired.format}; libvirt cannot convert "
                                      "a volume in place: remove it first")
-        target = capacity if desired.capacity is None else desired.capacity
+        wanted = desired.capacity
+        target = capacity
+        if wanted is not None and wanted != capacity:
+            # grow_to_source: the capacity is a minimum (the image may have made the volume larger)
+            floor = bool(self.params.get("grow_to_source") and self.params.get("source")) and capacity > wanted
+            if not floor and not (capacity > wanted and holds(capacity, wanted, fmt, self.pool_type(pool))):
+                target = wanted
         if target < capacity and not self.params.get("allow_shrink"):
             raise LibvirtModuleError(f"{self.what}: shrinking from {capacity} to {target} bytes loses data; "
                                      "set allow_shrink: true to do it anyway")
-        plan = Plan(before=self.text(capacity, fmt), after=self.text(target, fmt))
+        plan = Plan(self.what, before=self.text(capacity, fmt), after=self.text(target, fmt))
         if target != capacity:
             flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if target < capacity else 0
-            plan.add("resize", lambda: self.call("cannot resize", vol.resize, target, flags))
+            plan.add("resize", lambda: self.resize(vol, target, flags, fmt, pool))
         return plan
 
+    def resize(self, vol: Any, target: int, flags: int, fmt: str, pool: Any) -> None:
+        """Resize; a volume another run is still creating ('still being allocated') is waited for, and
+        left alone when it then holds the target."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            try:
+                vol.resize(target, flags)
+                return
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or time.monotonic() >= deadline:
+                    raise from_libvirt(exc, f"cannot resize {self.what}") from exc
+            time.sleep(0.2)
+            try:
+                if holds(self.current(vol)[0], target, fmt, self.pool_type(pool)):
+                    return
+            except LibvirtModuleError:
+                pass  # still not readable: try again
+
     def plan_create(self, pool: Any, desired: Desired, source: Source | None) -> Plan:
-        plan = Plan()
+        plan = Plan(self.what)
         if source is not None:
             return self.plan_upload(plan, pool, desired, source)
         if desired.capacity is None:
             raise LibvirtModuleError(f"{self.what}: 'capacity' (or 'source') is needed to create it")
-        fmt = desired.format or "qcow2"
-        plan.after = self.text(desired.capacity, fmt)
-        xml = desired.xml if desired.xml is not None else self.volume_xml(desired.capacity, fmt)
+        xml = desired.xml if desired.xml is not None else self.volume_xml(desired.capacity, desired.format or "qcow2")
+        plan.after = self.text(desired.capacity, self.created_format(pool, xml))
         plan.add("create", lambda: self.call("cannot create", pool.createXML, ET.tostring(xml, encoding="unicode"), 0))
         return plan
 
+    def created_format(self, pool: Any, xml: ET.Element) -> str:
+        """The format libvirt gives the volume `xml` describes: its own, else the pool type's default, as
+        libvirt's parser renders it (raw in directory pools, none in logical and disk pools)."""
+        fmt = xml.find("target/format")
+        if fmt is not None and fmt.get("type"):
+            return fmt.get("type", "")
+        pool_xml = self.call("cannot read the definition of the pool of", pool.XMLDesc, 0)
+        found = render.volume(pool_xml, xml, self.what).find("target/format")
+        return found.get("type", "none") if found is not None else "none"
+
     def plan_upload(self, plan: Plan, pool: Any, desired: Desired, source: Source) -> Plan:
+        """create (undone by deleting it), upload, and resize when the image is smaller than capacity.
+
+        Local images, and in a real run downloaded ones too, are fetched and verified first, so a bad
+        checksum or an image larger than capacity fails before anything is created; check mode does not
+        download, so for a URL it cannot tell the image's size and plans the resize whenever capacity is given.
+        """
         local = urlparse(source.location).scheme in ("", "file")
-        if local:  # cheap to check now, so check mode already reports a bad file or checksum
+        size = None
+        if local or not self.check_mode:
             self.prepare(source, desired)
-        fmt = desired.format or (image_format(source.path) if local and source.path else "qcow2")
-        plan.after = self.text(desired.capacity if desired.capacity is not None else "size of source", fmt)
-        plan.add("create and upload", lambda: self.create_from(pool, desired, source))
+            if source.path is None:
+                raise AssertionError("prepare() makes the source local")
+            size = virtual_size(source.path)
+        fmt = desired.format or (image_format(source.path) if source.path else "qcow2")
+        wanted = desired.capacity
+        pool_type = self.pool_type(pool) if wanted is not None and size is not None else ""
+        if wanted is not None and size is not None and size > wanted and not holds(size, wanted, fmt, pool_type) \
+                and not self.params.get("grow_to_source"):
+            raise LibvirtModuleError(
+                f"{self.what}: the source image {source.location} holds {size} bytes, more than capacity "
+                f"{wanted}; nothing was created. Give a capacity of at least {size} bytes, or set "
+                "grow_to_source: true to create the volume at the image's size")
+        grow = wanted is not None and (size is None or size < wanted)
+        final = wanted if grow else (size if size is not None else "size of source")
+        plan.after = self.text(final, fmt)
+        created: dict[str, Any] = {}
+        plan.add("create", lambda: created.update(vol=self.create_for_upload(pool, source)),
+                 undo=lambda: self.call("cannot delete", created["vol"].delete, 0),
+                 undone="the volume was deleted again")
+        plan.add("upload", lambda: self.upload(created["vol"], source))
+        if grow:
+            plan.add("resize", lambda: self.grow_after_upload(created["vol"], desired))
         return plan
 
     # --- actions -------------------------------------------------------------------------
@@ -248,27 +378,19 @@ class VolumeManager:
                                      f"not {desired.format}")
         source.verified = True
 
-    def create_from(self, pool: Any, desired: Desired, source: Source) -> None:
-        try:
-            self.prepare(source, desired)
-            if source.path is None:
-                raise AssertionError("prepare() makes the source local")
-            size = os.path.getsize(source.path)
-            # Created raw at the image's byte size so the upload fills it exactly; libvirt then probes
-            # the uploaded header and reports the image's own format and virtual size.
-            xml = ET.tostring(self.volume_xml(size, "raw"), encoding="unicode")
-            vol = self.call("cannot create", pool.createXML, xml, 0)
-            try:
-                self.upload(vol, source.path, size)
-                self.grow_after_upload(vol, desired)
-            except LibvirtModuleError as exc:
-                self.remove_after_failure(vol, exc)
-                raise
-        finally:
-            for path in source.cleanup:
-                shutil.rmtree(path, ignore_errors=True)
+    def create_for_upload(self, pool: Any, source: Source) -> Any:
+        """A raw volume of the image file's byte size, so the upload fills it exactly; libvirt then probes
+        the uploaded header and reports the image's own format and virtual size."""
+        self.prepare(source, Desired())  # done in planning unless check mode skipped a download
+        if source.path is None:
+            raise AssertionError("prepare() makes the source local")
+        xml = ET.tostring(self.volume_xml(os.path.getsize(source.path), "raw"), encoding="unicode")
+        return self.call("cannot create", pool.createXML, xml, 0)
 
-    def upload(self, vol: Any, path: str, size: int) -> None:
+    def upload(self, vol: Any, source: Source) -> None:
+        if source.path is None:
+            raise AssertionError("create_for_upload() made the source local")
+        path, size = source.path, os.path.getsize(source.path)
         stream = self.call("cannot open an upload stream for", self.conn.newStream, 0)
         try:
             vol.upload(stream, 0, size, 0)
@@ -281,20 +403,24 @@ class VolumeManager:
                 stream.abort()
             except libvirt.libvirtError:
                 pass  # the stream is already dead; the upload error below is what matters
-            raise from_libvirt(exc, f"cannot upload {path} into {self.what}") from exc
+            raise from_libvirt(exc, f"cannot upload {source.location} into {self.what}") from exc
+        self.wait_probed(vol, image_format(path))
+
+    def wait_probed(self, vol: Any, fmt: str) -> None:
+        """Wait until libvirt reports the uploaded image's own format. It re-reads the pool in a thread of
+        its own once the upload stream closes; until then the volume still looks raw, and a resize would
+        only lengthen the file (measured under load: the rerun then had to resize again)."""
+        deadline = time.monotonic() + UPLOAD_PROBE_SECONDS
+        while self.current(vol)[1] != fmt:
+            if time.monotonic() >= deadline:
+                raise LibvirtModuleError(f"{self.what}: libvirt still reports the uploaded {fmt} image as "
+                                         f"{self.current(vol)[1]} after {UPLOAD_PROBE_SECONDS} s")
+            time.sleep(0.1)
 
     def grow_after_upload(self, vol: Any, desired: Desired) -> None:
         capacity = self.current(vol)[0]
         if desired.capacity is not None and desired.capacity > capacity:
             self.call("cannot resize", vol.resize, desired.capacity, 0)
-
-    def remove_after_failure(self, vol: Any, exc: LibvirtModuleError) -> None:
-        try:
-            vol.delete(0)
-            exc.msg += "; the volume created for the upload was deleted again"
-        except libvirt.libvirtError as cleanup:
-            exc.msg += f"; deleting the volume created for the upload also failed: {cleanup}"
-        exc.args = (exc.msg,)
 
     # --- running -------------------------------------------------------------------------
     def describe(self, vol: Any) -> dict[str, Any]:
@@ -310,14 +436,18 @@ class VolumeManager:
         }
 
     def run(self) -> dict[str, Any]:
-        plan, pool = self.plan()
-        if not self.check_mode:
-            for action in plan.actions:
-                action.apply()
-        vol = self.lookup_volume(pool) if pool is not None and self.params["state"] == "present" else None
+        try:
+            plan = converge(self.plan, self.check_mode)
+        finally:
+            for path in self._source.cleanup if self._source is not None else []:
+                shutil.rmtree(path, ignore_errors=True)
+        pool = self.pool
+        vol = None
+        if pool is not None and self.params["state"] == "present":
+            vol = self.vol if not plan.changed else self.lookup_volume(pool)
         return {
             "changed": plan.changed,
-            "actions": [a.label for a in plan.actions],
+            "actions": plan.actions,
             "diff": {"before": plan.before, "after": plan.after},
             "volume": self.describe(vol) if vol is not None else {},
         }

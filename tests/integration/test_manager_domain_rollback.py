@@ -130,10 +130,13 @@ def clean(env):
     remove_ours(names)
 
 
+# libvirt's words, then the module's own account of its steps, then the playbook's error code.
 @pytest.mark.parametrize("definition, libvirt_words", [
     ("rejected.xml", f"libvirt rejected the definition: XML error: Invalid value for attribute 'bus' in element "
-                     f"'target': 'bogus' (libvirt error code {libvirt.VIR_ERR_XML_ERROR})"),
-    ("no-iso.xml", "missing.iso': No such file or directory (libvirt error code"),
+                     f"'target': 'bogus' (step 'define' failed; nothing was applied) "
+                     f"(libvirt error code {libvirt.VIR_ERR_XML_ERROR})"),
+    ("no-iso.xml", "missing.iso': No such file or directory (step 'start' failed after define; rolled back: define "
+                   "(the new definition was removed again); nothing of this run remains) (libvirt error code"),
 ], ids=["definition-rejected", "start-fails"])
 def test_failed_domain_rolls_back_the_new_pool_and_volume(clean, definition, libvirt_words):
     mgr, names, _ = clean

@@ -27,7 +27,7 @@ def run(conn, check=False, **over):
 
 def test_create_check_apply_idempotent(conn):
     first_check = run(conn, check=True, autostart=True)
-    assert first_check["changed"] and first_check["actions"] == ["define", "start", "autostart"]
+    assert first_check["changed"] and first_check["actions"] == ["define", "build", "start", "autostart"]
     with pytest.raises(libvirt.libvirtError):
         conn.storagePoolLookupByName(NAME)  # check mode changed nothing
     applied = run(conn, autostart=True)

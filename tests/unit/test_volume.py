@@ -9,6 +9,7 @@ import pytest
 from libvirt_test_driver import conn_fixture, run_main  # noqa: F401  # pylint: disable=unused-import
 
 from library import libvirt_volume
+from module_utils.cocos_libvirt import volume
 from module_utils.cocos_libvirt.common import LibvirtModuleError
 from module_utils.cocos_libvirt.volume import VolumeManager
 
@@ -18,7 +19,7 @@ POOL = "default-pool"
 
 def params(**over):
     base = {"pool": POOL, "name": NAME, "state": "present", "capacity": "10MiB", "format": None,
-            "allow_shrink": False, "xml": None, "source": None, "checksum": None}
+            "allow_shrink": False, "grow_to_source": False, "xml": None, "source": None, "checksum": None}
     base.update(over)
     return base
 
@@ -122,3 +123,48 @@ def test_main_unknown_unit_fails_cleanly(monkeypatch):
 def test_main_check_mode(monkeypatch):
     ended = run_main(libvirt_volume.main, monkeypatch, {"pool": POOL, "name": NAME, "capacity": "1G"}, check=True)
     assert not ended.failed and ended.result["actions"] == ["create"]
+
+
+@pytest.mark.parametrize("fmt, pool_type, asked, have, holds", [
+    ("qcow2", "dir", 100000000, 100000768, True),  # created in whole KiB by qemu-img
+    ("qcow2", "dir", 200000001, 200000512, True),  # resized in whole sectors
+    ("qcow2", "dir", 100000000, 100001024, False),  # more than rounding: bigger than asked
+    ("qcow2", "dir", 100000000, 99999744, False),  # smaller than asked
+    ("raw", "dir", 100000001, 100000001, True),
+    ("raw", "dir", 100000000, 100000001, False),  # raw files are exactly what is asked
+    ("vpc", "dir", 100000001, 100061184, True),  # a whole cylinder
+    (None, "logical", 100000000, 100663296, True),  # whole 4 MiB extents (24 of them)
+])
+def test_capacity_holds_after_the_formats_rounding(fmt, pool_type, asked, have, holds):
+    assert volume.holds(have, asked, fmt, pool_type) is holds
+
+
+def test_virtual_size_reads_the_qcow2_header(tmp_path):
+    image = tmp_path / "x.qcow2"
+    image.write_bytes(b"QFI\xfb\0\0\0\3" + bytes(16) + (64 * 1024 ** 2).to_bytes(8, "big") + bytes(100))
+    assert volume.virtual_size(str(image)) == 64 * 1024 ** 2
+    raw = tmp_path / "x.raw"
+    raw.write_bytes(bytes(4096))
+    assert volume.virtual_size(str(raw)) == 4096
+
+
+def test_xml_without_format_is_reported_as_libvirt_creates_it(conn):
+    xml = f"<volume><name>{NAME}</name><capacity unit='MiB'>1</capacity></volume>"
+    checked = run(conn, check=True, capacity=None, xml=xml)
+    assert "format: raw" in checked["diff"]["after"]
+    assert run(conn, capacity=None, xml=xml)["volume"]["format"] == "raw"
+
+
+def test_source_larger_than_capacity_fails_before_anything_is_created(conn, tmp_path):
+    image = tmp_path / "img.raw"
+    image.write_bytes(bytes(2 * 1024 ** 2))
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    args = {"source": str(image), "checksum": f"sha256:{digest}", "capacity": "1MiB"}
+    for check in (True, False):
+        with pytest.raises(LibvirtModuleError, match="holds 2097152 bytes, more than capacity 1048576; nothing was"):
+            run(conn, check=check, **args)
+    assert NAME not in volumes(conn)
+    grown = run(conn, check=True, grow_to_source=True, **args)
+    assert grown["actions"] == ["create", "upload"] and "capacity: 2097152" in grown["diff"]["after"]
+    with pytest.raises(LibvirtModuleError, match="cannot be combined with allow_shrink"):
+        run(conn, check=True, grow_to_source=True, allow_shrink=True, **args)

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright: Cocos AI Manager contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Ansible module libvirt_host_info: documentation, argument_spec and main(); the logic is in module_utils."""
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ description:
     later; older libvirt has no such element and so cannot launch them).
   - Each unsupported technology comes with the reason, quoting the capability element that says so.
   - Format of the capabilities, U(https://libvirt.org/formatdomaincaps.html).
-version_added: "0.2.0"
-author: Cocos AI Manager engineers
+version_added: "0.1.0"
+author: Cocos AI Manager developers (!UNKNOWN)
 extends_documentation_fragment:
   - cocos_libvirt
 attributes:

@@ -33,7 +33,7 @@ with open(os.environ["RESULT_PATH"], "w") as result:
 def library_module(name: str) -> Any:
     """library/<name>.py imported as a Python module (its DOCUMENTATION, argument_spec(), main()).
 
-    Needs tests/conftest.py's path setup: the modules import ansible.module_utils.cocos_libvirt.
+    Needs tests/conftest.py's path setup: the modules import the library through Ansible's module_utils.
     """
     spec = importlib.util.spec_from_file_location(f"cocos_library_{name}", os.path.join(ROOT, "library", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

@@ -25,6 +25,11 @@ from .plan import Plan, converge
 from .units import UnitError, parse_size
 
 _QCOW2_MAGIC = b"QFI\xfb"
+# An ISO 9660 file system's volume descriptor: libvirt's format probe (src/storage_file/storage_file_probe.c,
+# the "iso" entry) reports a raw file holding one as format "iso", in file pools and on upload.
+_ISO_MAGIC_OFFSET, _ISO_MAGIC = 32769, b"CD001"
+# Formats whose bytes are the disk as is: "iso" is libvirt's name for a raw image it recognised as ISO 9660.
+RAW_FORMATS = ("raw", "iso")
 _CHUNK = 1024 * 1024
 # Pool types whose volumes are files that libvirt creates with qemu-img (every format but raw).
 FILE_POOL_TYPES = frozenset({"dir", "fs", "netfs"})
@@ -41,7 +46,7 @@ def rounding(fmt: str | None, pool_type: str) -> int:
     allocate whole units of their own (a logical volume whole extents, 4 MiB by default)."""
     if pool_type not in FILE_POOL_TYPES:
         return LVM_EXTENT
-    if fmt in (None, "raw"):
+    if fmt is None or fmt in RAW_FORMATS:
         return 1
     if fmt == "vpc":
         return 16 * 255 * 512
@@ -99,8 +104,19 @@ def sha256_of(path: str) -> str:
 
 
 def image_format(path: str) -> str:
+    """The format libvirt's probe gives the image file at `path`: "qcow2", "iso" (a raw ISO 9660 image) or
+    "raw". Raises OSError when the file cannot be read."""
     with open(path, "rb") as handle:
-        return "qcow2" if handle.read(4) == _QCOW2_MAGIC else "raw"
+        if handle.read(4) == _QCOW2_MAGIC:
+            return "qcow2"
+        handle.seek(_ISO_MAGIC_OFFSET)
+        return "iso" if handle.read(len(_ISO_MAGIC)) == _ISO_MAGIC else "raw"
+
+
+def same_format(wanted: str, actual: str) -> bool:
+    """Whether a volume libvirt reports as `actual` has the format the user asked for: the same name, or a
+    raw image that libvirt's probe calls "iso" when "raw" was asked for (both are the bytes as they are)."""
+    return wanted == actual or (wanted == "raw" and actual in RAW_FORMATS)
 
 
 def fetch(source: Source, what: str) -> None:
@@ -261,7 +277,7 @@ class VolumeManager:
 
     def plan_update(self, pool: Any, vol: Any, now: tuple[int, str], desired: Desired) -> Plan:
         capacity, fmt = now
-        if desired.format and desired.format != fmt:
+        if desired.format and not same_format(desired.format, fmt):
             raise LibvirtModuleError(f"{self.what} has format {fmt}, not {desired.format}; libvirt cannot convert "
                                      "a volume in place: remove it first")
         wanted = desired.capacity
@@ -333,7 +349,8 @@ class VolumeManager:
             if source.path is None:
                 raise AssertionError("prepare() makes the source local")
             size = virtual_size(source.path)
-        fmt = desired.format or (image_format(source.path) if source.path else "qcow2")
+        # what libvirt will report: the image's own format once probed (an ISO asked for as raw shows as iso)
+        fmt = image_format(source.path) if source.path else (desired.format or "qcow2")
         wanted = desired.capacity
         pool_type = self.pool_type(pool) if wanted is not None and size is not None else ""
         if wanted is not None and size is not None and size > wanted and not holds(size, wanted, fmt, pool_type) \
@@ -373,7 +390,7 @@ class VolumeManager:
         if source.path is None:
             raise AssertionError("fetch() sets source.path or raises")
         actual = image_format(source.path)
-        if desired.format and desired.format != actual:
+        if desired.format and not same_format(desired.format, actual):
             raise LibvirtModuleError(f"{self.what}: source {source.location} is a {actual} image, "
                                      f"not {desired.format}")
         source.verified = True
@@ -409,7 +426,11 @@ class VolumeManager:
     def wait_probed(self, vol: Any, fmt: str) -> None:
         """Wait until libvirt reports the uploaded image's own format. It re-reads the pool in a thread of
         its own once the upload stream closes; until then the volume still looks raw, and a resize would
-        only lengthen the file (measured under load: the rerun then had to resize again)."""
+        only lengthen the file (measured under load: the rerun then had to resize again). A raw image (or
+        one libvirt calls iso) was created raw and has no header that sets a size: there is nothing to wait for,
+        and a pool type that does not probe would never report iso."""
+        if fmt in RAW_FORMATS:
+            return
         deadline = time.monotonic() + UPLOAD_PROBE_SECONDS
         while self.current(vol)[1] != fmt:
             if time.monotonic() >= deadline:

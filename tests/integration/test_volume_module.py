@@ -91,3 +91,21 @@ def test_upload_from_loopback_url(lv, pool):
         server.server_close()
     assert not result["failed"], result.get("msg")
     assert result["volume"]["capacity"] == 64 * 1024 ** 2 and VOL in pool.listVolumes()
+
+
+def test_iso_uploaded_as_raw_settles_four_times(lv, pool):
+    """An ISO 9660 image asked for as raw: libvirt's probe reports it as "iso" after the upload. The upload
+    must not wait for "raw" (it failed after 60 s) and the rerun must not call iso a different format."""
+    path = os.path.join(lv.workdir, "src.iso")
+    tree = os.path.join(lv.workdir, "isotree")
+    os.makedirs(tree, exist_ok=True)
+    with open(os.path.join(tree, "hello.txt"), "w", encoding="utf-8") as handle:
+        handle.write("hello\n")
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", path, tree], check=True, capture_output=True)
+    with open(path, "rb") as handle:
+        checksum = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+    name = "ctest-stor-int-vol.iso"
+    result = four_runs("libvirt_volume", {"pool": POOL, "name": name, "source": path, "checksum": checksum,
+                                          "format": "raw"})
+    assert result["volume"]["format"] == "iso"
+    assert pool.storageVolLookupByName(name).info()[1] == os.path.getsize(path)

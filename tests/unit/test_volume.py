@@ -168,3 +168,18 @@ def test_source_larger_than_capacity_fails_before_anything_is_created(conn, tmp_
     assert grown["actions"] == ["create", "upload"] and "capacity: 2097152" in grown["diff"]["after"]
     with pytest.raises(LibvirtModuleError, match="cannot be combined with allow_shrink"):
         run(conn, check=True, grow_to_source=True, allow_shrink=True, **args)
+
+
+def test_image_format_names_what_libvirts_probe_reports(tmp_path):
+    raw, iso, qcow2 = tmp_path / "a.img", tmp_path / "b.iso", tmp_path / "c.qcow2"
+    raw.write_bytes(b"\0" * 40000)
+    iso.write_bytes(b"\0" * 32769 + b"CD001" + b"\0" * 100)
+    qcow2.write_bytes(b"QFI\xfb" + b"\0" * 100)
+    assert [volume.image_format(str(p)) for p in (raw, iso, qcow2)] == ["raw", "iso", "qcow2"]
+
+
+@pytest.mark.parametrize("wanted, actual, same", [
+    ("raw", "iso", True), ("raw", "raw", True), ("iso", "iso", True), ("iso", "raw", False),
+    ("qcow2", "raw", False), ("raw", "qcow2", False)])
+def test_same_format_treats_an_iso_as_raw_only_one_way(wanted, actual, same):
+    assert volume.same_format(wanted, actual) is same

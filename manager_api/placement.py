@@ -32,7 +32,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ import libvirt
 from manager_api import domain_view
 from manager_api.errors import Busy, Conflict, HostUnavailable, NoRoom, RequestError
 from manager_api.hosts import REACHABLE, UNREACHABLE, HostRegistry, HostSpec, Snapshot
-from module_utils.cocos_libvirt import xmlcanon
+from module_utils.cocos_libvirt import metadata
 
 log = logging.getLogger("manager_api.placement")
 RESERVED, PLACED = "reserved", "placed"
@@ -415,32 +414,29 @@ class PlacementService:
         return out
 
 
-def placement_element(row: Placement, spec: HostSpec) -> str:
-    """<placement host= agent-address= agent-port= [ttl= expires-at=]/> for virDomainSetMetadata."""
+def placement_attributes(row: Placement, spec: HostSpec) -> dict[str, str]:
+    """The attributes of <placement host= agent-address= agent-port= [ttl= expires-at=]/> in our namespace."""
     attrs = {"host": row.host, "agent-address": spec.agent_address}
     if row.port is not None:
         attrs["agent-port"] = str(row.port)
     if row.ttl and row.expires_at is not None:
         attrs["ttl"] = str(row.ttl)
         attrs["expires-at"] = datetime.fromtimestamp(row.expires_at, UTC).isoformat().replace("+00:00", "Z")
-    return ET.tostring(ET.Element("placement", attrs), encoding="unicode")
+    return attrs
 
 
 def write_metadata(conn: libvirt.virConnect, row: Placement, spec: HostSpec) -> None:
     """Record the placement in the domain's <metadata> in our namespace, persistent and (when running) live."""
-    dom = conn.lookupByName(row.domain)
-    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
-    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, placement_element(row, spec), METADATA_KEY, METADATA_NS,
-                    flags)
+    metadata.write_attributes(conn.lookupByName(row.domain), "placement", placement_attributes(row, spec),
+                              METADATA_KEY, METADATA_NS)
 
 
 def read_metadata(conn: libvirt.virConnect, domain: str) -> dict | None:
     """The placement attributes recorded in the domain's metadata, or None (no such domain or no record)."""
     try:
-        text = conn.lookupByName(domain).metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+        return metadata.read_attributes(conn.lookupByName(domain), METADATA_NS)
     except libvirt.libvirtError:
         return None
-    return dict(xmlcanon.parse(text, "placement metadata").attrib)
 
 
 class Reaper:

@@ -26,6 +26,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from . import metadata
 from .common import libvirt
 from .xmlcanon import canonical
 
@@ -45,8 +46,8 @@ class Record:
 
     def element_text(self) -> str:
         """The element as virDomainSetMetadata takes it (libvirt adds the namespace and prefix)."""
-        return (f"<applied version='{VERSION}' source='{self.source}' desired='{self.desired}' "
-                f"stored='{self.stored}'/>")
+        return metadata.element_text("applied", {"version": VERSION, "source": self.source,
+                                                 "desired": self.desired, "stored": self.stored})
 
 
 def digest(root: ET.Element) -> str:
@@ -71,11 +72,11 @@ def stored_digest(root: ET.Element) -> str:
 def strip(root: ET.Element) -> ET.Element:
     """`root` without our record, in place; a <metadata> left empty goes too, so a definition digests the
     same before and after the record is added."""
-    for metadata in root.findall("metadata"):
-        for ours in metadata.findall(TAG):
-            metadata.remove(ours)
-        if not len(metadata) and not (metadata.text or "").strip():
-            root.remove(metadata)
+    for meta in root.findall("metadata"):
+        for ours in meta.findall(TAG):
+            meta.remove(ours)
+        if not len(meta) and not (meta.text or "").strip():
+            root.remove(meta)
     return root
 
 

@@ -3,14 +3,25 @@ count, both memory figures, agent ports), ports taken by any covering forward, t
 placement's metadata element."""
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import pytest
+
+# conn_fixture is imported to register the conn fixture (test:///default).
+from libvirt_test_driver import conn_fixture  # noqa: F401  # pylint: disable=unused-import
 
 from manager_api.config import ConfigError, from_env
 from manager_api.errors import NoRoom
 from manager_api.hosts import DomainFacts, HostSpec, Snapshot, host_spec
-from manager_api.placement import PLACED, RESERVED, Placement, capacity, decide, placement_element
+from manager_api.placement import (
+    METADATA_NS,
+    PLACED,
+    RESERVED,
+    Placement,
+    capacity,
+    decide,
+    placement_attributes,
+    read_metadata,
+)
+from module_utils.cocos_libvirt import metadata
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -119,8 +130,11 @@ def test_fleet_settings_from_the_environment(tmp_path):
         from_env({"CC_MANAGER_INVENTORY": str(tmp_path / "missing")})
 
 
-def test_metadata_element_is_in_our_attributes_only():
-    element = ET.fromstring(placement_element(Placement("d", "hv1", 6100, 0, ttl=60, expires_at=0.0), spec("hv1")))
-    assert element.tag == "placement" and element.attrib == {"host": "hv1", "agent-address": "127.0.0.21",
+def test_metadata_element_is_in_our_attributes_only(conn):
+    """Written to and read back from a real (test:///default) domain through libvirt's metadata API."""
+    row = Placement("test", "hv1", 6100, 0, ttl=60, expires_at=0.0)
+    metadata.write_attributes(conn.lookupByName("test"), "placement", placement_attributes(row, spec("hv1")),
+                              "cocos-manager", METADATA_NS)
+    assert read_metadata(conn, "test") == {"host": "hv1", "agent-address": "127.0.0.21",
                                                              "agent-port": "6100", "ttl": "60",
                                                              "expires-at": "1970-01-01T00:00:00Z"}

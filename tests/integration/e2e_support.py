@@ -50,10 +50,12 @@ class Setting:
         return self.workdir / "img" / self.volume
 
 
-def prepare(prefix: str = PREFIX, tpm: bool = True) -> Setting:
+def prepare(prefix: str = PREFIX, tpm: bool = True, firmware: str = "efi", secure_boot: bool = False) -> Setting:
     """Write pool, volume and domain XML for a fresh domain into its own directory (the manager's XML dir).
 
-    tpm: the domain has libvirt's emulated TPM 2.0, so the agent measures the runs and can attest them."""
+    tpm: the domain has libvirt's emulated TPM 2.0, so the agent measures the runs and can attest them.
+    firmware: "efi" (q35, OVMF chosen by libvirt's firmware auto-selection, as a confidential VM boots) or
+    "bios"; secure_boot: with efi, OVMF's Secure Boot varstore with enrolled keys."""
     tag = uuid.uuid4().hex[:8]
     workdir = WORK_ROOT / f"{prefix}-{tag}"
     setting = Setting(tag, workdir, workdir / "xml", f"{prefix}-pool-{tag}", f"{prefix}-{tag}.qcow2",
@@ -69,7 +71,7 @@ def prepare(prefix: str = PREFIX, tpm: bool = True) -> Setting:
         "<target><format type='qcow2'/></target></volume>\n")
     (setting.xml_dir / "dom.xml").write_text(guest.domain_xml(
         setting.domain, iso, setting.port, setting.console, disk=setting.volume_path, disk_format="qcow2",
-        tpm="tpm-crb" if tpm else None))
+        tpm="tpm-crb" if tpm else None, firmware=firmware, secure_boot=secure_boot))
     return setting
 
 

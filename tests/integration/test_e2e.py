@@ -1,4 +1,5 @@
-"""The whole loop on the real libvirtd: manager process → POST /domain → TCG guest (with libvirt's emulated TPM 2.0)
+"""The whole loop on the real libvirtd: manager process → POST /domain → TCG q35 guest under UEFI (OVMF, libvirt's
+firmware auto-selection) with libvirt's emulated TPM 2.0 →
 boots the built ISO → the agent inside answers through the loopback forward → POST /run, uploads, result → the
 manager verifies the run's attestation with a fresh nonce (a wrong nonce, a tampered quote and a changed dataset
 fail) → errors → DELETE → nothing left.
@@ -12,6 +13,7 @@ import dataclasses
 import time
 
 import grpc
+import libvirt
 import pytest
 from run_support import (
     DATASET_A,
@@ -72,6 +74,25 @@ def test_1_post_domain_boots_the_guest_and_its_agent(loop):
     # A health check through the forward: QEMU accepts TCP on the host side even before the agent listens.
     waited = wait_for_agent(setting.port, AGENT_TIMEOUT)
     print(f"POST /domain returned; agent SERVING {waited:.1f} s later")
+
+
+def test_1b_the_guest_runs_under_uefi_with_a_tpm_and_the_same_request_again_settles(loop):
+    """The guest booted OVMF (libvirt's auto-selected pflash loader) with the emulated TPM; POSTing the same
+    definitions again converges without restarting it (libvirt gives a restarted domain a new ID)."""
+    setting, _, client = loop
+    conn = libvirt.open("qemu:///system")
+    try:
+        dom = conn.lookupByName(setting.domain)
+        started_as = dom.ID()
+        live = dom.XMLDesc(0)
+        assert "<os firmware='efi'>" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        assert "type='pflash'" in live and "<tpm model='tpm-crb'>" in live
+        assert client.create_domain("pool.xml", "vol.xml", "dom.xml") == setting.domain
+        again = conn.lookupByName(setting.domain)
+        assert again.isActive() and again.ID() == started_as, "the same request restarted the guest"
+    finally:
+        conn.close()
+    wait_for_agent(setting.port, 30)
 
 
 def test_2_run_reaches_the_domains_agent_and_returns_the_result(loop):

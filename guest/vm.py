@@ -117,6 +117,12 @@ def wait_for_shutoff(guest: RunningGuest, timeout: float) -> float:
 def remove(conn, name: str, workdir: Path) -> None:
     """Destroy and undefine `name` if it exists, with its NVRAM and TPM state, then delete its directory;
     safe to call twice."""
+    remove_domain(conn, name)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def remove_domain(conn, name: str) -> None:
+    """Destroy and undefine `name` if it exists, with its NVRAM and TPM state; safe to call twice."""
     import libvirt
 
     from module_utils.cocos_libvirt.domain import undefine
@@ -128,4 +134,3 @@ def remove(conn, name: str, workdir: Path) -> None:
         undefine(dom)
     except libvirt.libvirtError:
         pass  # never defined, or already gone
-    shutil.rmtree(workdir, ignore_errors=True)

@@ -11,12 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import grpc
+
 from agent import service
 from agent.config import AgentConfig
 from guest.demo import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body
 from tests.helpers import PYTHON
 
-__all__ = ["DATASET_A", "DATASET_B", "EXPECTED", "PYTHON", "SUM_ALGORITHM", "reference_agent", "run_body", "sha256"]
+__all__ = ["DATASET_A", "DATASET_B", "EXPECTED", "PYTHON", "SUM_ALGORITHM", "CallRecorder", "reference_agent",
+           "run_body", "sha256"]
 
 # World-traversable, not pytest's 0700 tmp: the agent runs algorithms as nobody when we are root.
 WORK_ROOT = "/var/lib/cocos-test/e2e"
@@ -29,14 +32,28 @@ def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
+class CallRecorder(grpc.ServerInterceptor):
+    """Records the full method name of every call that reaches the agent (e.g. "/agent.AgentService/Run"), health
+    checks left out, so a test can assert that nothing was sent."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def intercept_service(self, continuation, details):
+        if not details.method.startswith("/grpc.health."):
+            self.calls.append(details.method)
+        return continuation(details)
+
+
 @contextmanager
-def reference_agent(**overrides: object) -> Iterator[service.AgentServer]:
+def reference_agent(recorder: CallRecorder | None = None, **overrides: object) -> Iterator[service.AgentServer]:
+    """The real agent on 127.0.0.1:0 in a fresh work directory; `recorder` sees every call it receives."""
     os.makedirs(WORK_ROOT, exist_ok=True)
     os.chmod(WORK_ROOT, 0o755)
     work_dir = tempfile.mkdtemp(prefix="agent-", dir=WORK_ROOT)
     config = replace(AgentConfig(host="127.0.0.1", port=0, work_dir=work_dir, python=PYTHON, tpm_tcti="none"),
                      **overrides)
-    server = service.start(config)
+    server = service.start(config, [recorder] if recorder else [])
     try:
         yield server
     finally:

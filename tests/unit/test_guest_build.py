@@ -131,8 +131,7 @@ def test_power_button_handler_stops_agent_and_powers_off():
 @pytest.mark.parametrize("script", ["init", "udhcpc.script", "power-button"])
 def test_scripts_parse_with_busybox_sh(script):
     busybox = shutil.which("busybox")
-    if not busybox:
-        pytest.skip("busybox not installed (make setup installs busybox-static)")
+    assert busybox, "busybox is missing: `make setup` installs it (busybox-static)"
     subprocess.run([busybox, "sh", "-n", str(FILES / script)], check=True)
 
 

@@ -4,7 +4,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -141,11 +141,13 @@ class AgentServer:
         self.session.close()
 
 
-def start(config: AgentConfig) -> AgentServer:
-    """Bind and start the server; `port` is the bound port (config.port may be 0)."""
+def start(config: AgentConfig, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> AgentServer:
+    """Bind and start the server; `port` is the bound port (config.port may be 0). `interceptors` see every call
+    before the agent does (gRPC server interceptors: auditing, logging)."""
     session = Session(config.work_dir, Runner(config), _tpm(config))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="agent-rpc"),
+        interceptors=list(interceptors),
         options=[("grpc.max_receive_message_length", config.max_upload_bytes + 1024)],
     )
     attester = TeeDevices(config.sev_device, config.tdx_device)

@@ -29,12 +29,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
+sys.path.insert(0, str(ROOT))
 
-import e2e_support as e2e  # noqa: E402
-from run_support import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body  # noqa: E402
-
+from guest import e2e  # noqa: E402
 from guest.contract import MARKER  # noqa: E402
+from guest.demo import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body  # noqa: E402
 from guest.vm import wait_for_agent, wait_for_console  # noqa: E402
 from manager_api.client import ManagerClient, ManagerError  # noqa: E402
 

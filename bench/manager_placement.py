@@ -24,10 +24,9 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
+sys.path.insert(0, str(ROOT))
 
-from fleet_support import fleet_down, fleet_up  # noqa: E402
-
+from guest.fleet import fleet_down, fleet_up  # noqa: E402
 from manager_api.errors import NoRoom  # noqa: E402
 from manager_api.hosts import HostRegistry, read_inventory  # noqa: E402
 from manager_api.placement import PlacementService  # noqa: E402

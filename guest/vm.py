@@ -54,9 +54,10 @@ def wait_for_console(console: Path, text: str, timeout: float) -> float:
 def wait_for_agent(port: int, timeout: float, address: str = "127.0.0.1") -> float:
     """Seconds until the agent's gRPC health check answers SERVING on address:port (a loopback address).
 
-    A TCP connect alone proves nothing: QEMU accepts on the host side even when nothing listens inside. The
-    channel reconnects every 50 ms: gRPC's default backoff (1 s, growing by 1.6x) would add up to seconds to the
-    moment measured.
+    Raises GuestTimeout after `timeout` seconds, naming the last answer: a status other than SERVING (e.g.
+    NOT_SERVING) or the last gRPC error (e.g. UNAVAILABLE while nothing listens). A TCP connect alone proves
+    nothing: QEMU accepts on the host side even when nothing listens inside. The channel reconnects every 50 ms:
+    gRPC's default backoff (1 s, growing by 1.6x) would add up to seconds to the moment measured.
     """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -64,16 +65,21 @@ def wait_for_agent(port: int, timeout: float, address: str = "127.0.0.1") -> flo
     options = [("grpc.enable_http_proxy", 0), ("grpc.initial_reconnect_backoff_ms", 50),
                ("grpc.min_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 50)]
     started = time.monotonic()
+    last = "no answer"
     with grpc.insecure_channel(f"{address}:{port}", options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise GuestTimeout(f"the agent's health check on {address}:{port} did not answer SERVING within "
+                                   f"{timeout} s; last answer: {last}")
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=min(5.0, left))
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return time.monotonic() - started
-            except grpc.RpcError:
-                if time.monotonic() - started > timeout:
-                    raise
+                last = f"status {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
+            except grpc.RpcError as err:
+                last = f"gRPC error {err.code().name}: {err.details()}"  # type: ignore[attr-defined]
             time.sleep(0.05)
 
 
@@ -117,6 +123,12 @@ def wait_for_shutoff(guest: RunningGuest, timeout: float) -> float:
 def remove(conn, name: str, workdir: Path) -> None:
     """Destroy and undefine `name` if it exists, with its NVRAM and TPM state, then delete its directory;
     safe to call twice."""
+    remove_domain(conn, name)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def remove_domain(conn, name: str) -> None:
+    """Destroy and undefine `name` if it exists, with its NVRAM and TPM state; safe to call twice."""
     import libvirt
 
     from module_utils.cocos_libvirt.domain import undefine
@@ -128,4 +140,3 @@ def remove(conn, name: str, workdir: Path) -> None:
         undefine(dom)
     except libvirt.libvirtError:
         pass  # never defined, or already gone
-    shutil.rmtree(workdir, ignore_errors=True)

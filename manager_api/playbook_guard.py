@@ -6,7 +6,9 @@ ansible-runner starts this guard as the job's process (in its own session and pr
   its descendants even when ansible-playbook dies first;
 - on SIGTERM, SIGINT or SIGHUP, and when ansible-playbook ends, sends SIGTERM to every descendant (ansible-playbook
   then stops its workers itself), and SIGKILL to what is left after GRACE seconds.
-It writes its pid to $COCOS_GUARD_PIDFILE so the manager can cancel the job by signalling it.
+It writes its pid to $COCOS_GUARD_PIDFILE so the manager can cancel the job by signalling it, then starts nothing if
+$COCOS_GUARD_CANCELFILE exists: the manager creates that file before it reads the pidfile, so a cancel that came before
+the pid was written is not lost (one of the two sees the other).
 """
 from __future__ import annotations
 
@@ -103,6 +105,9 @@ def main(argv: list[str]) -> int:
     if pidfile:
         with open(pidfile, "w", encoding="ascii") as handle:
             handle.write(str(os.getpid()))
+    cancelfile = os.environ.get("COCOS_GUARD_CANCELFILE")
+    if cancelfile and os.path.exists(cancelfile):
+        return 128 + signal.SIGTERM  # canceled before ansible-playbook started: as if signalled
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
     child = subprocess.Popen([playbook, *argv])
     code = child.wait()

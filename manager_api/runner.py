@@ -36,6 +36,7 @@ _RUNNER_STATE = {"successful": jobs.SUCCESSFUL}
 # what remains), so its message is the job's error as it stands; other failures get their task's name in front.
 _OWN_MESSAGE_ACTIONS = frozenset({"ansible.builtin.fail", "ansible.legacy.fail", "fail"})
 GUARD_PIDFILE = "guard.pid"
+GUARD_CANCELFILE = "cancel"  # created on cancel, before the pidfile is read (see playbook_guard)
 
 
 def unsafe(value: Any) -> Any:
@@ -91,7 +92,10 @@ class PlaybookRunner:
 
 
 def _signal_guard(data_dir: str) -> None:
-    """Cancel: SIGTERM to the job's guard, which stops ansible-playbook and its workers."""
+    """Cancel: SIGTERM to the job's guard, which stops ansible-playbook and its workers; a guard that has not written
+    its pid yet finds the cancel file and starts nothing."""
+    with open(os.path.join(data_dir, GUARD_CANCELFILE), "w", encoding="ascii"):
+        pass
     try:
         with open(os.path.join(data_dir, GUARD_PIDFILE), encoding="ascii") as handle:
             os.kill(int(handle.read().strip()), signal.SIGTERM)
@@ -113,6 +117,7 @@ def _envvars(data_dir: str) -> dict[str, str]:
         "ANSIBLE_REMOTE_TMP": tmp,
         "COCOS_MANAGER_PID": str(os.getpid()),
         "COCOS_GUARD_PIDFILE": os.path.join(data_dir, GUARD_PIDFILE),
+        "COCOS_GUARD_CANCELFILE": os.path.join(data_dir, GUARD_CANCELFILE),
     }
 
 

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
+sys.path.insert(0, str(ROOT))
 
-from e2e_support import start_manager_process  # noqa: E402
-from run_support import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body  # noqa: E402
-
+from guest.demo import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body  # noqa: E402
+from guest.e2e import start_manager_process  # noqa: E402
 from guest.vm import wait_for_agent  # noqa: E402
 from manager_api.client import ManagerClient, ManagerError  # noqa: E402
 

@@ -47,7 +47,9 @@ README_RUN = r"""curl -X POST \
 
 
 class RecordingAgent(agent_pb2_grpc.AgentServiceServicer):
-    """A real agent.AgentService that keeps every computation it receives and answers with its id."""
+    """A stand-in for the agent, not the agent: it implements Run only (keeps every computation it receives and
+    answers with its id); every other method answers UNIMPLEMENTED, gRPC's default. Tests of what the manager sends
+    use it; tests that need an agent's behaviour use the reference agent (run_support.reference_agent)."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []

@@ -1,6 +1,6 @@
 """The real reference agent (agent/ package) served in-process on 127.0.0.1:0, and the computations the run
-tests, the end-to-end test, the demo and the benchmark all send (one definition of "a sum over two CSVs"; the
-algorithm itself is tests/helpers.py's, which the agent's unit tests send too)."""
+tests send: the product's "sum over two CSVs" (guest/demo.py, which the demo, the end-to-end test and the
+benchmarks send too) plus a failing and a sleeping algorithm."""
 from __future__ import annotations
 
 import hashlib
@@ -11,17 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import grpc
+
 from agent import service
 from agent.config import AgentConfig
+from guest.demo import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body
 from tests.helpers import PYTHON
-from tests.helpers import SUM_ALGORITHM as SUM_ALGORITHM  # re-exported: the run tests, bench and demo import it here
+
+__all__ = ["DATASET_A", "DATASET_B", "EXPECTED", "PYTHON", "SUM_ALGORITHM", "CallRecorder", "reference_agent",
+           "run_body", "sha256"]
 
 # World-traversable, not pytest's 0700 tmp: the agent runs algorithms as nobody when we are root.
 WORK_ROOT = "/var/lib/cocos-test/e2e"
 
-DATASET_A = b"1,2,3\n4,5\n"  # 15
-DATASET_B = b"10,20\n30\n"  # 60
-EXPECTED = b"15,60=75"
 FAILING_ALGORITHM = b"import sys\nsys.stderr.write('no such column: price\\n')\nsys.exit(3)\n"
 SLEEPING_ALGORITHM = b"import time\ntime.sleep(60)\n"
 
@@ -30,21 +32,28 @@ def sha256(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def run_body(name: str = "sum", ttl: int = 30, **extra: object) -> dict:
-    """A /run body the reference agent accepts: one algorithm slot, two dataset slots."""
-    return {"name": name, "description": "sum over two CSVs", "owner": "alice", "datasets": ["a.csv", "b.csv"],
-            "algorithms": ["sum.py"], "dataset_providers": ["bob"], "algorithm_providers": ["alice"],
-            "result_consumers": ["alice"], "ttl": ttl, **extra}
+class CallRecorder(grpc.ServerInterceptor):
+    """Records the full method name of every call that reaches the agent (e.g. "/agent.AgentService/Run"), health
+    checks left out, so a test can assert that nothing was sent."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def intercept_service(self, continuation, details):
+        if not details.method.startswith("/grpc.health."):
+            self.calls.append(details.method)
+        return continuation(details)
 
 
 @contextmanager
-def reference_agent(**overrides: object) -> Iterator[service.AgentServer]:
+def reference_agent(recorder: CallRecorder | None = None, **overrides: object) -> Iterator[service.AgentServer]:
+    """The real agent on 127.0.0.1:0 in a fresh work directory; `recorder` sees every call it receives."""
     os.makedirs(WORK_ROOT, exist_ok=True)
     os.chmod(WORK_ROOT, 0o755)
     work_dir = tempfile.mkdtemp(prefix="agent-", dir=WORK_ROOT)
     config = replace(AgentConfig(host="127.0.0.1", port=0, work_dir=work_dir, python=PYTHON, tpm_tcti="none"),
                      **overrides)
-    server = service.start(config)
+    server = service.start(config, [recorder] if recorder else [])
     try:
         yield server
     finally:

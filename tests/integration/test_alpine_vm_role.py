@@ -47,7 +47,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def role(tmp_path_factory):
     if not GUEST_ISO.exists():
-        pytest.skip("build the guest first: make guest")
+        pytest.fail(f"{GUEST_ISO} is missing: build the guest first with `make guest`")
     tmp = tmp_path_factory.mktemp("alpine_vm")
     AREA.mkdir(parents=True, exist_ok=True)
     iso = tmp / "cocos-guest.iso"  # a snapshot: a concurrent `make guest` cannot change it mid-test

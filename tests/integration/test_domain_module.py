@@ -17,6 +17,7 @@ import libvirt
 import pytest
 
 from tests.helpers import run_module
+from tests.host_kvm import expected_auto_domain_type
 
 pytestmark = pytest.mark.system
 
@@ -120,12 +121,12 @@ def inactive_xml(name: str = NAME) -> str:
     return virsh("dumpxml", "--inactive", name)
 
 
-def test_define_resolves_tcg_and_makes_log_dir(clean):
+def test_define_resolves_auto_and_makes_log_dir(clean):
     shutil.rmtree(f"{AREA}/logs", ignore_errors=True)
     results = four_times("libvirt_domain", base())
     assert results[1]["actions"] == ["define"]
     xml = inactive_xml()
-    assert "<domain type='qemu'" in xml  # auto under kvm_pvm
+    assert f"<domain type='{expected_auto_domain_type()}'" in xml  # what auto must pick on this host
     assert state_of() == libvirt.VIR_DOMAIN_SHUTOFF
     assert os.path.isdir(f"{AREA}/logs")
     assert results[2]["domain"]["uuid"] == results[1]["domain"]["uuid"]
@@ -251,8 +252,8 @@ def test_libvirt_rejection_leaves_nothing(clean):
 
 
 def test_shutdown_timeout_fails_clearly_then_forces(clean):
-    run_module("libvirt_domain", base(state="running"))
-    time.sleep(1)
+    assert not run_module("libvirt_domain", base(state="running"))["failed"]
+    assert state_of() == libvirt.VIR_DOMAIN_RUNNING  # what the shutdown below starts from (the module waited)
     started = time.monotonic()
     result = run_module("libvirt_domain", {"name": NAME, "uri": URI, "state": "shutdown", "wait_timeout": 2})
     assert result["failed"] and "force_shutdown" in result["msg"] and "still running" in result["msg"]

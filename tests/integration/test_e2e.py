@@ -27,11 +27,11 @@ from run_support import (
 )
 
 from cocos_pb import agent_pb2, agent_pb2_grpc
+from guest import e2e
 from guest.vm import wait_for_agent
 from manager_api import attestation
 from manager_api.client import ManagerClient, ManagerError
 
-e2e = pytest.importorskip("e2e_support")  # needs libvirt-python
 pytestmark = [pytest.mark.system, pytest.mark.vm, pytest.mark.e2e]
 
 AGENT_TIMEOUT = 180  # boot to agent under TCG: about a minute here, room for a loaded CI machine
@@ -40,7 +40,7 @@ AGENT_TIMEOUT = 180  # boot to agent under TCG: about a minute here, room for a 
 @pytest.fixture(scope="module")
 def loop():
     if not e2e.ISO.exists():
-        pytest.skip(f"{e2e.ISO} is missing: run 'make guest' first (make test does)")
+        pytest.fail(f"{e2e.ISO} is missing: run 'make guest' first (make test does)")
     setting = e2e.prepare()
     manager = None
     try:

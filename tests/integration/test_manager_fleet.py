@@ -20,12 +20,12 @@ from pathlib import Path
 import grpc
 import libvirt
 import pytest
-from e2e_support import ManagerProcess, dead_loopback_port, start_manager_process
-from fleet_support import WORK_ROOT, Fleet, fleet_down, fleet_up, write_definitions
 from manager_support import request
 from run_support import DATASET_A, DATASET_B, EXPECTED, SUM_ALGORITHM, run_body
 
 from cocos_pb import manager_v1_pb2, manager_v1_pb2_grpc
+from guest.e2e import ManagerProcess, dead_loopback_port, start_manager_process
+from guest.fleet import WORK_ROOT, Fleet, fleet_down, fleet_up, write_definitions
 from guest.vm import wait_for_agent
 from manager_api.client import ManagerClient
 from manager_api.placement import METADATA_NS

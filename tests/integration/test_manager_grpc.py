@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import grpc
 import pytest
@@ -82,17 +80,18 @@ def test_v1_unknown_job_and_domain_are_not_found(channel):
 
 
 def test_v1_watch_job_streams_until_final(channel, manager):
-    """A job driven by hand (no playbook) shows that WatchJob streams live events and ends at the final state."""
+    """A job driven by hand (no playbook) shows that WatchJob streams live events and ends at the final state: the
+    stream has answered the first event before the later ones exist."""
     job, _ = manager.services.store.submit("create_domain", "ctest-mgr-watch", lambda j: None)
     stub = manager_v1_pb2_grpc.ManagerServiceStub(channel)
-
-    def drive():
-        time.sleep(0.3)
-        job.set_state("running")
-        job.add_event("runner_on_ok", task="t1", host="localhost", changed=True)
-        job.set_state("successful")
-    threading.Thread(target=drive).start()
-    events = list(stub.WatchJob(manager_v1_pb2.WatchJobRequest(id=job.id), timeout=10))
+    job.set_state("running")
+    stream = stub.WatchJob(manager_v1_pb2.WatchJobRequest(id=job.id), timeout=10)
+    first = next(stream)
+    assert first.type == "job_state" and first.state == manager_v1_pb2.JOB_STATE_RUNNING
+    assert not job.done  # the stream is open and the rest has not happened yet
+    job.add_event("runner_on_ok", task="t1", host="localhost", changed=True)
+    job.set_state("successful")
+    events = [first, *stream]
     assert [e.type for e in events] == ["job_state", "runner_on_ok", "job_state"]
     assert events[1].changed and events[1].task == "t1"
     assert events[-1].state == manager_v1_pb2.JOB_STATE_SUCCESSFUL
@@ -101,6 +100,111 @@ def test_v1_watch_job_streams_until_final(channel, manager):
     # the same job, through HTTP: one model for both front ends
     status, _, body = request("GET", f"{manager.base}/jobs/{job.id}")
     assert status == 200 and body["state"] == "successful" and body["event_count"] == 3
+
+
+STATE_NAMES = {manager_v1_pb2.JOB_STATE_QUEUED: "queued", manager_v1_pb2.JOB_STATE_RUNNING: "running",
+               manager_v1_pb2.JOB_STATE_SUCCESSFUL: "successful", manager_v1_pb2.JOB_STATE_FAILED: "failed",
+               manager_v1_pb2.JOB_STATE_CANCELED: "canceled"}
+
+
+def stored(manager, job_id: str) -> dict:
+    """The job as the manager's SQLite database holds it (read back from disk, not the live object)."""
+    job = manager.services.store.db.load(job_id)
+    assert job is not None, f"job {job_id} is not in the database"
+    return job.to_dict()
+
+
+def hand_driven_jobs(manager, tag: str) -> list:
+    """Three jobs in three different states, driven by hand (no playbook): successful, failed, queued."""
+    store = manager.services.store
+    done, _ = store.submit("create_domain", f"ctest-mgr-{tag}-a", lambda j: None)
+    done.set_state("running")
+    done.update(result=f"ctest-mgr-{tag}-a", changed=2)
+    done.set_state("successful")
+    failed, _ = store.submit("delete_domain", f"ctest-mgr-{tag}-b", lambda j: None)
+    failed.set_state("running")
+    failed.set_state("failed", "boom")
+    queued, _ = store.submit("create_domain", f"ctest-mgr-{tag}-c", lambda j: None)
+    return [done, failed, queued]
+
+
+def test_v1_list_jobs_is_the_stored_jobs(channel, manager):
+    made = hand_driven_jobs(manager, "listg")
+    listed = manager_v1_pb2_grpc.ManagerServiceStub(channel).ListJobs(manager_v1_pb2.ListJobsRequest(), timeout=10)
+    by_id = {j.id: j for j in listed.jobs}
+    assert [j.id for j in listed.jobs] == [j.id for j in manager.services.store.list()]  # every job, in order
+    for job in made:
+        got, row = by_id[job.id], stored(manager, job.id)
+        assert (got.kind, got.target, STATE_NAMES[got.state], got.error, got.result, got.changed, got.event_count) \
+            == (row["kind"], row["target"], row["state"], row["error"], row["result"], row["changed"],
+                row["event_count"])
+    assert [STATE_NAMES[by_id[j.id].state] for j in made] == ["successful", "failed", "queued"]
+    assert by_id[made[1].id].error == "boom" and by_id[made[0].id].result == "ctest-mgr-listg-a"
+
+
+def test_http_get_jobs_is_the_stored_jobs(manager):
+    made = hand_driven_jobs(manager, "listh")
+    status, headers, body = request("GET", f"{manager.base}/jobs")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert [j["id"] for j in body["jobs"]] == [j.id for j in manager.services.store.list()]
+    by_id = {j["id"]: j for j in body["jobs"]}
+    for job in made:
+        assert by_id[job.id] == stored(manager, job.id)
+    assert [by_id[j.id]["state"] for j in made] == ["successful", "failed", "queued"]
+
+
+def test_v1_cancel_job(channel, manager):
+    """A queued job ends canceled at once (a running playbook's cancel: test_manager_domain.py); a final job cannot
+    be canceled; an unknown id is NOT_FOUND. The database holds the outcome."""
+    job, _ = manager.services.store.submit("create_domain", "ctest-mgr-cancel", lambda j: None)
+    stub = manager_v1_pb2_grpc.ManagerServiceStub(channel)
+    reply = stub.CancelJob(manager_v1_pb2.CancelJobRequest(id=job.id), timeout=10)
+    assert (reply.id, reply.state, reply.error) == (job.id, manager_v1_pb2.JOB_STATE_CANCELED,
+                                                     "canceled before it started")
+    row = stored(manager, job.id)
+    assert row["state"] == "canceled" and row["finished_at"] and row["error"] == "canceled before it started"
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CancelJob(manager_v1_pb2.CancelJobRequest(id=job.id), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "already canceled" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CancelJob(manager_v1_pb2.CancelJobRequest(id="nope"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert stored(manager, job.id)["event_count"] == row["event_count"]  # the refused cancel changed nothing
+
+
+def sse_events(text: str) -> list[tuple[str, str, dict]]:
+    """(id, event, data) of each SSE message with data; id is "" where the message has none (the end event)."""
+    found = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            found.append((fields.get("id", ""), fields.get("event", "message"), json.loads(fields["data"])))
+    return found
+
+
+def test_sse_resumes_after_last_event_id(manager):
+    """A client that reconnects with Last-Event-ID gets only the events after it (the browser EventSource way),
+    and `?after=` does the same; ids are the events' seq."""
+    job, _ = manager.services.store.submit("create_domain", "ctest-mgr-sse", lambda j: None)
+    job.set_state("running")
+    for task in ("t1", "t2", "t3"):
+        job.add_event("runner_on_ok", task=task, host="localhost")
+    job.set_state("successful")
+    url = f"{manager.base}/jobs/{job.id}/events"
+    status, _, whole = request("GET", url)
+    assert status == 200
+    assert [(i, e) for i, e, _ in sse_events(whole)] == [
+        ("1", "job_state"), ("2", "runner_on_ok"), ("3", "runner_on_ok"), ("4", "runner_on_ok"), ("5", "job_state"),
+        ("", "end")]
+    status, _, resumed = request("GET", url, headers={"Last-Event-ID": "3"})
+    assert status == 200
+    events = sse_events(resumed)
+    assert [(i, e) for i, e, _ in events] == [("4", "runner_on_ok"), ("5", "job_state"), ("", "end")]
+    assert events[0][2]["task"] == "t3" and events[-1][2]["state"] == "successful"
+    assert sse_events(request("GET", url + "?after=3")[2]) == events
+    assert [i for i, _, _ in sse_events(request("GET", url, headers={"Last-Event-ID": "5"})[2])] == [""]
+    status, _, body = request("GET", url, headers={"Last-Event-ID": "x"})
+    assert status == 400 and body["field"] == "after"
 
 
 def test_health_and_reflection(channel):
@@ -119,9 +223,11 @@ def test_grpc_bearer_token(agent):
         with grpc.insecure_channel(mgr.grpc_target) as chan:
             stub = manager_pb2_grpc.ManagerServiceStub(chan)
             with pytest.raises(grpc.RpcError) as err:
-                stub.Run(run_request(), timeout=10)
+                stub.Run(run_request(name="g-token"), timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            reply = stub.Run(run_request(), timeout=10, metadata=[("authorization", "Bearer tok")])
-            assert json.loads(json.dumps(reply.ID))
+            assert all(sent["name"] != "g-token" for sent in agent[0].received)  # refused before the agent
+            reply = stub.Run(run_request(name="g-token"), timeout=10, metadata=[("authorization", "Bearer tok")])
+            sent = [c for c in agent[0].received if c["name"] == "g-token"]
+            assert len(sent) == 1 and sent[0]["id"] == reply.ID and sent[0]["owner"] == "Jane"
             health = health_pb2_grpc.HealthStub(chan).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -13,6 +13,7 @@ from run_support import (
     FAILING_ALGORITHM,
     SLEEPING_ALGORITHM,
     SUM_ALGORITHM,
+    CallRecorder,
     reference_agent,
     run_body,
     sha256,
@@ -22,9 +23,12 @@ OCTET = {"Content-Type": "application/octet-stream"}
 UPLOAD_LIMIT = 64 * 1024
 
 
+RECORDER = CallRecorder()
+
+
 @pytest.fixture(scope="module")
 def agent():
-    with reference_agent() as server:
+    with reference_agent(RECORDER) as server:
         yield server
 
 
@@ -90,7 +94,9 @@ def test_algorithm_past_its_ttl_is_504(manager):
 
 def test_result_before_uploads_is_409_and_changes_nothing(manager):
     run_id = start_run(manager)
+    assert RECORDER.calls[-1] == "/agent.AgentService/Run"
     status, _, reply = request("GET", f"{manager.base}/runs/{run_id}/result")
+    assert RECORDER.calls[-1] == "/agent.AgentService/Result"  # asked, and the agent said not yet
     assert status == 409 and reply["agent_code"] == "FAILED_PRECONDITION" and "algorithm" in reply["error"], reply
     assert run_state(manager, run_id)["state"] == "forwarded"
     upload_all(manager, run_id)  # the run is still usable afterwards
@@ -121,7 +127,9 @@ def test_older_run_on_the_same_agent_is_refused(manager):
 ])
 def test_bad_uploads_change_nothing(manager, content, headers, status, words):
     run_id = start_run(manager)
+    before = len(RECORDER.calls)
     got, reply_headers, reply = upload(manager, run_id, "algorithm", content, headers)
+    assert RECORDER.calls[before:] == []  # refused by the manager: nothing reached the agent
     assert got == status and words in reply["error"] and reply_headers["Content-Type"] == "application/json"
     assert run_state(manager, run_id)["algorithm"] == "" and run_state(manager, run_id)["state"] == "forwarded"
 
@@ -148,22 +156,29 @@ def test_malformed_chunked_body_is_400(manager):
         assert reply.status == 400 and "chunk" in reply.read().decode()
     finally:
         conn.close()
+    assert RECORDER.calls[-1] == "/agent.AgentService/Run"  # the bad body never reached the agent
     assert run_state(manager, run_id)["algorithm"] == ""
 
 
 @pytest.mark.parametrize("method, suffix", [("GET", ""), ("GET", "/result"), ("POST", "/algorithm"),
                                             ("POST", "/datasets")])
 def test_unknown_run_is_404(manager, method, suffix):
+    before = len(RECORDER.calls)
     status, _, reply = request(method, f"{manager.base}/runs/no-such-run{suffix}",
                                raw=b"x" if method == "POST" else None, headers=OCTET)
     assert status == 404 and reply["field"] == "id" and "no-such-run" in reply["error"]
+    assert RECORDER.calls[before:] == []
 
 
 def test_run_for_a_missing_domain_is_404_and_nothing_is_sent(manager):
+    before = len(RECORDER.calls)
     status, _, reply = request("POST", manager.base + "/run", run_body(domain="ctest-e2e-no-such-domain"))
     assert status == 404 and reply["field"] == "domain", reply
     status, _, reply = request("POST", manager.base + "/run", run_body(domain=""))
     assert status == 400 and reply["field"] == "domain", reply
+    assert RECORDER.calls[before:] == []  # the configured agent (this one) got nothing either
+    start_run(manager)
+    assert RECORDER.calls[before:] == ["/agent.AgentService/Run"]  # the recorder does see what is sent
 
 
 def test_agent_refusal_of_the_manifest_is_400(manager):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import subprocess
 from pathlib import Path
 
@@ -51,13 +52,28 @@ def test_https_with_the_ca_works(tls_manager):
     assert status == 200 and '"pass"' in body
 
 
-def test_https_without_trust_and_plain_http_fail(tls_manager):
+def test_https_without_trust_fails_on_the_certificate(tls_manager):
     mgr, _, _ = tls_manager
-    untrusted = subprocess.run(["curl", "-sS", f"https://127.0.0.1:{mgr.http_port}/health"], capture_output=True)
-    assert untrusted.returncode == 60  # certificate problem: the server really presents our self-signed cert
-    plain = subprocess.run(["curl", "-sS", "-m", "5", f"http://127.0.0.1:{mgr.http_port}/health"],
-                           capture_output=True, text=True)
-    assert '"pass"' not in plain.stdout
+    untrusted = subprocess.run(["curl", "-sS", f"https://127.0.0.1:{mgr.http_port}/health"], capture_output=True,
+                               text=True, timeout=30)
+    # 60: certificate problem, so the server really presents our self-signed cert (no other failure gives 60).
+    assert untrusted.returncode == 60, untrusted.stderr
+    assert "self-signed certificate" in untrusted.stderr
+
+
+def test_plain_http_is_refused_by_the_tls_server(tls_manager):
+    """The TLS server accepts the connection, reads a plain HTTP request where a TLS ClientHello belongs and closes
+    the connection without answering: curl's 52 (empty reply), not 7 (nothing listening) or 28 (timeout)."""
+    mgr, _, _ = tls_manager
+    plain = subprocess.run(["curl", "-sS", "-m", "10", f"http://127.0.0.1:{mgr.http_port}/health"],
+                           capture_output=True, text=True, timeout=30)
+    assert (plain.returncode, plain.stdout) == (52, ""), plain.stderr
+    assert "Empty reply from server" in plain.stderr
+    with socket.create_connection(("127.0.0.1", mgr.http_port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(4096) == b""  # closed, not a byte of HTTP (nor the health body) sent in the clear
+    status, _, body = curl("--cacert", str(tls_manager[1]), f"https://127.0.0.1:{mgr.http_port}/health")
+    assert status == 200 and '"pass"' in body  # the server still serves TLS after refusing plain requests
 
 
 def test_grpc_over_tls(tls_manager):

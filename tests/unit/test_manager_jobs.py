@@ -78,14 +78,14 @@ def test_cancel_of_a_queued_job_ends_it():
 
 def test_follow_yields_live_events_then_stops():
     job = jobs.Job(kind="k", target="t")
-
-    def drive():
-        time.sleep(0.2)
-        job.set_state(jobs.RUNNING)
-        job.add_event("runner_on_ok", task="x")
-        job.set_state(jobs.FAILED, "boom")
-    threading.Thread(target=drive).start()
-    seen = [e for e in job.follow(heartbeat=0.05) if e is not None]
+    stream = job.follow(heartbeat=0.05)
+    assert next(stream) is None  # nothing yet: a keep-alive, and the follower is waiting
+    job.set_state(jobs.RUNNING)
+    first = next(e for e in stream if e is not None)
+    assert not job.done  # the follower has the first event before the rest exist
+    job.add_event("runner_on_ok", task="x")
+    job.set_state(jobs.FAILED, "boom")
+    seen = [first, *(e for e in stream if e is not None)]
     assert [e["type"] for e in seen] == ["job_state", "runner_on_ok", "job_state"]
     assert seen[-1]["state"] == jobs.FAILED and seen[-1]["message"] == "boom"
     assert [e["type"] for e in job.follow(after_seq=2) if e] == ["job_state"]

@@ -1,6 +1,12 @@
-"""The end-to-end setting shared by tests/integration/test_e2e.py and bench/e2e.py: a manager process with its
-own XML directory describing one `ctest-e2e-` domain that boots the built guest ISO under TCG, with a free
-loopback port forwarded to the agent (guest 7002). Nothing here touches objects that are not ours."""
+"""A guest and a manager run locally, for the end-to-end test, bench/e2e.py and the demo (scripts/demo_run.py).
+
+`start_manager_process()` starts `python -m manager_api` on ephemeral 127.0.0.1 ports (a ManagerProcess: its pid,
+ports and JSON log; RuntimeError quoting the log if it does not start in time). `prepare()` writes a Setting: its own
+XML directory describing one `PREFIX-` domain that boots the built guest ISO (build/guest/cocos-guest.iso, from
+`make guest`) under TCG, with a free loopback port forwarded to the agent (guest 7002); `start_manager()` starts a
+manager confined to that setting and `cleanup()` removes its domain, pool and files. Nothing here touches libvirt
+objects that are not the setting's. PREFIX and WORK_ROOT come from COCOS_E2E_PREFIX and COCOS_E2E_DIR, so several
+people can share one libvirtd."""
 from __future__ import annotations
 
 import json
@@ -18,10 +24,9 @@ from pathlib import Path
 import libvirt
 
 import guest
-from guest.vm import free_loopback_port
-from tests.helpers import drop, drop_domain, drop_pool
+from guest.vm import free_loopback_port, remove_domain
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ISO = ROOT / "build" / "guest" / "cocos-guest.iso"
 # Engineers sharing one libvirtd run this at once under their own names: COCOS_E2E_PREFIX / COCOS_E2E_DIR.
 PREFIX = os.environ.get("COCOS_E2E_PREFIX", "ctest-e2e")
@@ -141,7 +146,7 @@ def start_manager_process(log: Path, env_extra: dict[str, str], timeout: float =
             break
         time.sleep(0.1)
     proc.kill()
-    raise AssertionError(f"manager did not start:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"manager did not start:\n{log.read_text()[-3000:]}")
 
 
 def port_open(port: int) -> bool:
@@ -176,12 +181,26 @@ def cleanup(setting: Setting) -> list[str]:
     left = leftovers(setting)
     conn = libvirt.open(URI)
     try:
-        drop(conn.lookupByName, setting.domain, drop_domain)
-        drop(conn.storagePoolLookupByName, setting.pool, drop_pool)
+        remove_domain(conn, setting.domain)
+        remove_pool(conn, setting.pool)
     finally:
         conn.close()
     shutil.rmtree(setting.workdir, ignore_errors=True)
     return left
+
+
+def remove_pool(conn: libvirt.virConnect, name: str) -> None:
+    """Delete pool `name`'s volumes (an inactive pool lists none), stop it if it runs, undefine it; nothing if it
+    does not exist."""
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        return
+    for vol in pool.listAllVolumes() if pool.isActive() else []:
+        vol.delete()
+    if pool.isActive():
+        pool.destroy()
+    pool.undefine()
 
 
 def pool_exists(name: str) -> bool:

@@ -1,8 +1,8 @@
-"""A fleet of test hypervisors for the manager's fleet test and the placement benchmark: `scripts/fleet.sh up N` in a
-directory of its own, on its own loopback addresses, bridge names and subnets (so it never meets the Molecule
+"""A fleet of test hypervisors for the manager's fleet test and bench/manager_placement.py: `scripts/fleet.sh up N`
+in a directory of its own, on its own loopback addresses, bridge names and subnets (so it never meets the Molecule
 `fleet` scenario's 127.0.0.11.. or test_fleet.py's), with what site.yml would have put on each host for our domains
-staged into the host's private /var/lib/cocos: the guest's kernel and initrd (direct boot: no firmware, no ISO
-boot loader), a tiny dummy cdrom for guests that need not boot, and the console log directory.
+staged into the host's private /var/lib/cocos: the guest's kernel and initrd (direct boot: no firmware, no ISO boot
+loader), a tiny dummy cdrom for guests that need not boot, and the console log directory.
 
 Domain definitions use the host-side paths (/var/lib/cocos/...), which inside each host's mount namespace are that
 host's own directories; the manager reaches them only through libvirt.
@@ -20,7 +20,7 @@ import yaml
 
 import guest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FLEET = ROOT / "scripts" / "fleet.sh"
 GUEST_BUILD = ROOT / "build" / "guest"
 WORK_ROOT = Path("/var/lib/cocos-test/h8")
@@ -68,7 +68,7 @@ def fleet_up(count: int, addr_base: int = 20, subnet: str = "10.218", prefix: st
     fleet = Fleet(fleet_dir, env, {})
     if proc.returncode != 0:
         fleet_down(fleet)
-        raise AssertionError(f"fleet.sh up {count} failed:\n{proc.stdout}{proc.stderr}")
+        raise RuntimeError(f"fleet.sh up {count} failed:\n{proc.stdout}{proc.stderr}")
     inventory = yaml.safe_load(fleet.inventory.read_text())
     fleet.hosts = inventory["all"]["children"]["hypervisors"]["hosts"]
     staged = fleet_dir / "h8-guest"
@@ -102,11 +102,10 @@ def write_definitions(xml_dir: Path, domains: dict[str, bool], memory_mib: int =
         (xml_dir / f"vol-{name}.xml").write_text(
             f"<volume><name>{name}.qcow2</name><capacity unit='MiB'>16</capacity>"
             "<target><format type='qcow2'/></target></volume>\n")
-        common = {"host_port": 7020, "console_log": LOG_DIR / f"{name}.console.log", "disk": POOL_DIR / f"{name}.qcow2",
-                  "disk_format": "qcow2"}
+        console, disk = LOG_DIR / f"{name}.console.log", POOL_DIR / f"{name}.qcow2"
         if boots:
-            text = guest.domain_xml(name, None, kernel=ISO_DIR / "vmlinuz", initrd=ISO_DIR / "initrd.img",
-                                    memory_mib=memory_mib, **common)
+            text = guest.domain_xml(name, None, 7020, console, disk=disk, disk_format="qcow2",
+                                    kernel=ISO_DIR / "vmlinuz", initrd=ISO_DIR / "initrd.img", memory_mib=memory_mib)
         else:
-            text = guest.domain_xml(name, ISO_DIR / DUMMY, memory_mib=64, **common)
+            text = guest.domain_xml(name, ISO_DIR / DUMMY, 7020, console, disk=disk, disk_format="qcow2", memory_mib=64)
         (xml_dir / f"dom-{name}.xml").write_text(text)

@@ -43,7 +43,10 @@ def main() -> int:
     gc.enable()
     log.info("agent listening", extra={"host": settings.host, "port": server.port, "work_dir": settings.work_dir,
                                        "startup_seconds": _since_process_start()})
-    stop.wait()
+    # The kernel may hand SIGTERM to any of gRPC's threads; Python then runs request_stop only when the main thread
+    # executes bytecode, which a wait without a timeout never lets it do: wake up to look twice a second.
+    while not stop.wait(timeout=0.5):
+        pass
     server.stop(settings.grace_seconds)
     log.info("agent stopped")
     return 0

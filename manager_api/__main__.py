@@ -52,7 +52,10 @@ def main() -> int:
                                        "agent": cfg.agent_grpc_url, "xml_dir": cfg.xml_dir,
                                        "hosts": {h.name: h.health()[0] for h in services.hosts.hosts()},
                                        "interrupted_jobs": services.interrupted})
-    stop.wait()
+    # The kernel may hand SIGTERM to any thread; Python runs the handler only when the main thread executes
+    # bytecode, which a wait without a timeout never lets it do: wake up to look four times a second.
+    while not stop.wait(timeout=0.25):
+        pass
     log.info("stopping")
     # Whatever still hangs after the deadline must not keep the process alive.
     threading.Timer(STOP_DEADLINE, lambda: os._exit(0)).start()

@@ -5,17 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# Debian packages the host needs: the hypervisor, its clients, what the guest image builder and the tests use.
-PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils libvirt-dev pkg-config
-          dnsmasq-base mmdebstrap cpio xorriso busybox-static python3-venv
-          isolinux syslinux-common zstd   # guest/: BIOS boot loader for the ISO, initramfs compression
-          mtools                          # guest/: the ISO's FAT image for UEFI boot (shim and GRUB come from apt-get download)
-          ovmf swtpm swtpm-tools          # UEFI firmware (libvirt auto-selects it) and the emulated TPM's backend; the
-                                          # convergence corpus's firmware=efi and TPM variants need them too
-          virtinst                        # tests/integration/test_convergence_corpus.py: virt-install --print-xml
-          libxml2-utils                   # xmllint, which virt-xml-validate runs
-          tpm2-tools                      # vTPM: the agent's TPM code tested on a software TPM (swtpm)
-          openssh-server python3-libvirt) # scripts/fleet.sh: each test hypervisor's sshd; the modules' Python there
+# Debian packages the host needs, one list shared with scripts/install_closure.py: scripts/packages.txt.
+PACKAGES=()
+read_packages() {
+  local line words
+  while IFS= read -r line; do
+    read -ra words <<< "${line%%#*}"
+    PACKAGES+=("${words[@]}")
+  done < scripts/packages.txt
+}
+if [ "${1:-}" = --packages ]; then read_packages; printf '%s\n' "${PACKAGES[@]}"; exit 0; fi  # the list as read here
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -31,6 +30,7 @@ fi
 
 install_packages() {
   local missing=()
+  read_packages
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done

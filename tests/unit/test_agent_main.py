@@ -1,5 +1,6 @@
 """`python -m agent` as a real subprocess: it binds a free loopback port, serves, logs JSON, and stops on SIGTERM."""
 
+import ctypes
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cocos_pb import agent_pb2, agent_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}[os.uname().machine]  # <asm/unistd.h>: signal one thread of a process
 
 
 def _start(env_overrides: dict[str, str]) -> tuple[subprocess.Popen[str], "queue.Queue[str]"]:
@@ -61,6 +63,24 @@ def test_entry_point_serves_and_stops_on_sigterm(work_dir):
         assert _next_log(lines, "stop requested")["signal"] == "SIGTERM"
         _next_log(lines, "agent stopped")
         assert [name for name in os.listdir(work_dir) if name.startswith("computation-")] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_delivered_to_a_worker_thread_still_stops_the_agent(work_dir):
+    # The kernel delivers a process's signal to any thread not blocking it; under strace -f (CI), often not the
+    # main one. tgkill aims it at a gRPC thread on purpose.
+    proc, lines = _start({"AGENT_WORK_DIR": work_dir})
+    try:
+        _next_log(lines, "agent listening")
+        workers = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task") if int(tid) != proc.pid]
+        assert workers
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(SYS_TGKILL, proc.pid, workers[0], signal.SIGTERM) == 0, os.strerror(ctypes.get_errno())
+        assert proc.wait(timeout=15) == 0
+        assert _next_log(lines, "stop requested")["signal"] == "SIGTERM"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,4 +1,5 @@
-"""scripts/setup.sh refuses clearly, and touches nothing, when it has neither root nor sudo."""
+"""scripts/setup.sh refuses clearly, and touches nothing, when it has neither root nor sudo; it reads its package
+list the way scripts/install_closure.py does."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,8 @@ import shutil
 import subprocess
 
 import pytest
+
+from scripts.install_closure import read_setup_packages
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,3 +30,10 @@ def test_unprivileged_run_fails_with_a_clear_message(tmp_path) -> None:
     assert proc.returncode == 1
     assert "must run as root" in proc.stderr
     assert proc.stdout == ""  # nothing installed, created or started
+
+
+def test_setup_and_the_closure_check_read_one_package_list() -> None:
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "setup.sh"), "--packages"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    assert proc.stdout.split("\n")[:-1] == read_setup_packages()
+    assert {"libxml2-utils", "strace", "curl", "procps"} <= set(read_setup_packages())

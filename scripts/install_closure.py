@@ -39,9 +39,11 @@ from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES_FILE = os.path.join(REPO, "scripts", "packages.txt")
-# CI lays shared/ beside the clone; developers' worktrees reach the machine's copy.
+# CI lays shared/ beside the clone; developers' worktrees reach the machine's copy; a clone anywhere else uses the
+# copy kept in the repository (scripts/fresh-machine-apt.txt, the same list as measured on a fresh machine).
 FRESH_CANDIDATES = (os.path.join(os.path.dirname(REPO), "shared", "env", "fresh-machine-apt.txt"),
-                    "/work/shared/env/fresh-machine-apt.txt")
+                    "/work/shared/env/fresh-machine-apt.txt",
+                    os.path.join(REPO, "scripts", "fresh-machine-apt.txt"))
 # Top-level directories Debian 12 merged into /usr: dpkg's database still records the old paths (/bin/bash).
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 DPKG_BATCH = 500  # paths per dpkg -S call: one call reads the whole database, so fewer is faster

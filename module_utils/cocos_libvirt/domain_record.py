@@ -56,17 +56,27 @@ def digest(root: ET.Element) -> str:
 
 
 def stored_digest(root: ET.Element) -> str:
-    """digest() of libvirt's stored XML with its devices sorted: the order libvirt keeps them in is no
-    part of the definition (each has an explicit address or target there), and changes when it starts."""
+    """digest() of libvirt's stored XML with its devices sorted and without <metadata>.
+
+    The order libvirt keeps devices in is no part of the definition (each has an explicit address or target
+    there), and changes when it starts. <metadata> is application data that other programs write with
+    virDomainSetMetadata at any time (the manager's placement, a management tool's): it changes nothing of the
+    guest, so it is not drift, and converging it back would erase their records. A change to metadata given in
+    `xml` still redefines: it changes the desired digest."""
+    metadata = [(index, child) for index, child in enumerate(root) if child.tag == "metadata"]
     devices = root.find("devices")
-    if devices is None:
-        return digest(root)
-    kept = list(devices)
-    devices[:] = sorted(kept, key=canonical)
+    kept = list(devices) if devices is not None else []
+    for _index, meta in metadata:
+        root.remove(meta)
+    if devices is not None:
+        devices[:] = sorted(kept, key=canonical)
     try:
         return digest(root)
-    finally:
-        devices[:] = kept  # sorted for the digest only
+    finally:  # sorted and removed for the digest only
+        if devices is not None:
+            devices[:] = kept
+        for index, meta in metadata:  # ascending: each goes back where it was
+            root.insert(index, meta)
 
 
 def strip(root: ET.Element) -> ET.Element:

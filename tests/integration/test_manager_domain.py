@@ -138,7 +138,8 @@ def test_repeat_reuses_the_domain_without_change(env):
     mgr, names, _ = env
     status, _, body = request("POST", mgr.base + "/domain", {"pool": "", "volume": "", "domain": ""}, timeout=300)
     assert status == 200 and body == {"name": names["domain"], "host": "localhost"}
-    assert jobs_for(mgr, names["domain"])[-1].changed == 0
+    job = jobs_for(mgr, names["domain"])[-1]
+    assert job.changed == 0, "\n".join(str(e) for e in job.events if "changed': True" in str(e))
 
 
 def test_domain_listing_shows_forwarded_port(env):

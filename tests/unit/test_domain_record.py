@@ -184,3 +184,25 @@ def test_options_and_an_equivalent_xml_describe_one_domain_without_flapping(conn
         assert not run(conn, xml=same)["changed"]
         assert not run(conn, **options)["changed"]
     assert domain_record.found_in(inactive(conn)).source == "options"  # the record of what was applied stays
+
+
+@pytest.mark.parametrize("given", [{"xml": XML}, {"memory": "64MiB", "domain_type": "test"}], ids=["xml", "options"])
+def test_metadata_another_application_writes_after_our_define_is_no_drift(conn, given):
+    """The manager records its placement with virDomainSetMetadata after the playbook defined the domain:
+    the next run must not redefine (it reported changed on every POST /domain, and a redefinition from xml
+    would erase the placement)."""
+    run(conn, **given)
+    dom = conn.lookupByName(NAME)
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, "<placement host='hv1'/>", "mgr", "urn:example:placement",
+                    libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    again = run(conn, **given)
+    assert not again["changed"], again["actions"]
+    assert inactive(conn).find("metadata/{urn:example:placement}placement").get("host") == "hv1"
+
+
+def test_stored_digest_leaves_the_element_as_it_was():
+    root = ET.fromstring("<domain><name>d</name><metadata><a xmlns='urn:x'/></metadata><devices><disk device='b'/>"
+                         "<disk device='a'/></devices></domain>")
+    before = ET.tostring(root)
+    domain_record.stored_digest(root)
+    assert ET.tostring(root) == before

@@ -24,11 +24,13 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Read-only; runs the same in check mode.
+    description: Only reads, so it runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is nothing to show.
   idempotent:
     support: full
+    description: Never changes anything.
 options:
   domain_type:
     description:
@@ -70,7 +72,7 @@ host:
   contains:
     emulator: {description: Emulator binary the capabilities describe., type: str}
     domain_type: {description: Domain type (kvm or qemu)., type: str}
-    machine: {description: Versioned machine, e.g. pc-q35-7.2., type: str}
+    machine: {description: "Versioned machine, for example pc-q35-7.2.", type: str}
     arch: {description: Guest architecture., type: str}
     uefi:
       description: "supported (firmware auto-selection offers efi), firmware (OVMF binaries found),

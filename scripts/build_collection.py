@@ -40,6 +40,9 @@ BIN = os.path.dirname(sys.executable)  # ansible-galaxy and antsibull-changelog 
 UNIT_DEST = "tests/unit/plugins/module_utils/cocos_libvirt"
 # Repository tests' own helpers a shipped test may import, and where they come from.
 TEST_SUPPORT = {"libvirt_test_driver": "tests/unit/libvirt_test_driver.py", "tests.helpers": "tests/helpers.py"}
+# Data the shipped tests read beside themselves (Path(__file__).parent / NAME): recorded domain capabilities and the
+# launch security schema. Copied as they are.
+TEST_DATA = ("tests/unit/domcaps",)
 # A test ships when it imports at least one of these and nothing else of the repository but TEST_SUPPORT.
 LIBRARY_IMPORTS = ("module_utils.cocos_libvirt", "library")
 
@@ -176,9 +179,11 @@ def imported_modules(source: str) -> set[str]:
 
 def _first_party(name: str, root: str) -> bool:
     """Whether an imported name is this repository's Python (a package or module at the root, or a module beside
-    the unit tests or in library/); the root's xml/ directory holds no Python and does not shadow xml.etree."""
+    the unit tests, in library/ or in scripts/, which tests put on sys.path); the root's xml/ directory holds no
+    Python and does not shadow xml.etree."""
     top = name.split(".")[0]
-    if any(os.path.isfile(os.path.join(root, where, top + ".py")) for where in ("", "tests/unit", "library")):
+    if any(os.path.isfile(os.path.join(root, where, top + ".py"))
+           for where in ("", "tests/unit", "library", "scripts")):
         return True
     return any(name.endswith(".py") for _dir, _subdirs, files in os.walk(os.path.join(root, top)) for name in files)
 
@@ -294,6 +299,9 @@ def stage_unit_tests(root: str, dest: str, collection: Collection) -> list[str]:
     for source, name in files:
         text = rewrite_imports(_read(os.path.join(root, source)), collection.python_imports())
         _write(os.path.join(dest, UNIT_DEST, name), _checked_python(text, collection, source))
+    for data in TEST_DATA:
+        shutil.copytree(os.path.join(root, data), os.path.join(dest, UNIT_DEST, os.path.basename(data)),
+                        ignore=shutil.ignore_patterns("__pycache__"))
     return tests
 
 

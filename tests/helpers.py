@@ -1,5 +1,5 @@
 """Helpers that tests in several areas share: running our Ansible modules as a user does, removing libvirt objects
-whatever state they are in; the "sum over two CSVs" algorithm the agent and run tests send is guest/demo.py's."""
+whatever state they are in. It ships with the collection's unit tests, so it imports nothing of the repository."""
 from __future__ import annotations
 
 import functools
@@ -12,15 +12,11 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from guest import demo
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANSIBLE = os.path.join(ROOT, ".venv", "bin", "ansible")
 # The system interpreter is reachable by nobody (the agent runs algorithms as nobody when we are root);
 # pyenv's and the venv's live under /root.
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-
-SUM_ALGORITHM = demo.SUM_ALGORITHM  # the product's (guest/demo.py): the agent's unit tests send it too
 
 
 @functools.cache

@@ -118,6 +118,8 @@ def settle_launch_security(out: ET.Element, current: ET.Element) -> None:
         return
     if same:
         want.text = have.text
+
+
 def keep_metadata(out: ET.Element, current: ET.Element) -> None:
     """Other applications' <metadata> (libosinfo's, a management tool's) is no option's part: a redefinition
     from options keeps it. Our own record (domain_record) is not kept: it is written anew after the define."""

@@ -131,7 +131,7 @@ class LifecycleManager:
 
         The two are read one after the other, so an object another run starts in between looks different
         (a pool's XML gains the permissions found on its directory): a difference is read once more."""
-        for _ in range(2):
+        for _attempt in range(2):
             self.live_xml = self.xml_desc(obj, 0)
             live = xmlcanon.parse(self.live_xml, self.what)
             self.strip_started(live, stored)

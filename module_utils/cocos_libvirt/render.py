@@ -83,4 +83,3 @@ def volume(pool_xml: str, desired: ET.Element, what: str) -> ET.Element:
         return pool_obj.createXML(text, 0)
 
     return _rendered(create, desired, what)
-

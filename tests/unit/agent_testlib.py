@@ -16,7 +16,8 @@ import pytest
 from agent import service
 from agent.config import AgentConfig
 from cocos_pb import agent_pb2, agent_pb2_grpc
-from tests.helpers import PYTHON, SUM_ALGORITHM
+from guest.demo import SUM_ALGORITHM
+from tests.helpers import PYTHON
 
 # Under /var/lib (world-traversable), not pytest's 0700 tmp: the algorithm runs as nobody when we are root.
 TEST_ROOT = "/var/lib/cocos-test/agent"

@@ -8,6 +8,11 @@ from module_utils.cocos_libvirt.common import LibvirtModuleError
 from module_utils.cocos_libvirt.plan import Plan, converge
 
 
+def raising(exc: Exception) -> None:
+    """A step that fails with `exc`, as a libvirt call would."""
+    raise exc
+
+
 def recording_plan(log: list[str], fail: str | None = None, undo_fails: str | None = None) -> Plan:
     """define (undoable) -> build (undoable) -> start (within define) -> autostart; `fail` raises in that step."""
     def act(name: str):
@@ -75,7 +80,7 @@ def test_a_failed_undo_is_reported_and_its_step_remains():
 def test_steps_without_undo_remain_and_are_named():
     plan = Plan("network 'n'")
     plan.add("redefine", lambda: None)
-    plan.add("restart", lambda: (_ for _ in ()).throw(LibvirtModuleError("cannot start network 'n'")))
+    plan.add("restart", lambda: raising(LibvirtModuleError("cannot start network 'n'")))
     with pytest.raises(LibvirtModuleError) as caught:
         converge(lambda: plan, check_mode=False)
     assert caught.value.msg == ("cannot start network 'n' (step 'restart' failed after redefine; "
@@ -98,7 +103,7 @@ def test_a_step_someone_else_did_is_done():
     log: list[str] = []
     plan = Plan("pool 'p'")
     plan.add("define", lambda: log.append("define"), undo=lambda: log.append("undo define"))
-    plan.add("start", lambda: (_ for _ in ()).throw(LibvirtModuleError("already active")), done=lambda: True)
+    plan.add("start", lambda: raising(LibvirtModuleError("already active")), done=lambda: True)
     plan.add("autostart", lambda: log.append("autostart"))
     converge(lambda: plan, check_mode=False)
     assert log == ["define", "autostart"]
@@ -130,7 +135,7 @@ def test_a_failure_that_planning_again_does_not_explain_is_raised():
     def make() -> Plan:
         calls.append(1)
         plan = Plan("domain d")
-        plan.add("define", lambda: (_ for _ in ()).throw(LibvirtModuleError("libvirt rejected the definition")))
+        plan.add("define", lambda: raising(LibvirtModuleError("libvirt rejected the definition")))
         return plan
 
     with pytest.raises(LibvirtModuleError, match="rejected"):

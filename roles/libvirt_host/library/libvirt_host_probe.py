@@ -1,4 +1,3 @@
-#!/usr/bin/python
 """Ansible module libvirt_host_probe: everything the libvirt_host role checks on a host, read in one call.
 
 It lives in the role (not in library/) because only this role asks these questions; it needs nothing but
@@ -111,11 +110,11 @@ def missing_packages(module: AnsibleModule, names: list[str]) -> list[str]:
     if not names:
         return []
     if shutil.which("dpkg-query"):
-        _, out, _ = module.run_command(["dpkg-query", "-W", "-f=${Package}\t${db:Status-Abbrev}\n", *names])
+        out = module.run_command(["dpkg-query", "-W", "-f=${Package}\t${db:Status-Abbrev}\n", *names])[1]
         installed = {line.split("\t")[0].split(":")[0] for line in out.splitlines()
                      if line.split("\t")[-1].startswith("ii")}
     elif shutil.which("rpm"):
-        _, out, _ = module.run_command(["rpm", "-q", "--qf", "%{NAME}\n", *names])
+        out = module.run_command(["rpm", "-q", "--qf", "%{NAME}\n", *names])[1]
         installed = {line.strip() for line in out.splitlines() if " " not in line.strip()}
     else:
         module.fail_json(msg="neither dpkg-query nor rpm found: cannot tell which packages are installed")

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.system
 URI = "qemu:///system"
 AREA = Path("/var/lib/cocos-test/h7/collection")
 POOL = "ctest-h7-pool"
+ISO_POOL = "ctest-h7-iso"  # not the role's default (cocos-iso): make demo and Molecule own that one
 VOLUME = "ctest-h7-disk.qcow2"
 DOMAIN = "ctest-h7-dom"
 ROLE_DOMAIN = "ctest-h7-vm"
@@ -76,7 +77,8 @@ def remove_ours() -> None:
     try:
         for name in (DOMAIN, ROLE_DOMAIN):
             drop(conn.lookupByName, name, drop_domain)
-        drop(conn.storagePoolLookupByName, POOL, drop_pool)
+        for pool in (POOL, ISO_POOL):
+            drop(conn.storagePoolLookupByName, pool, drop_pool)
     finally:
         conn.close()
     shutil.rmtree(AREA, ignore_errors=True)
@@ -106,6 +108,7 @@ def converge(installed_collection):
         "alpine_vm_volume_name": f"{ROLE_DOMAIN}.qcow2",
         "alpine_vm_disk_size": "16MiB",
         "alpine_vm_iso_dir": str(AREA / "iso"),
+        "alpine_vm_iso_pool_name": ISO_POOL,
         "alpine_vm_iso_url": f"file://{iso}",
         "alpine_vm_iso_checksum": "sha256:" + hashlib.sha256(iso.read_bytes()).hexdigest(),
         "alpine_vm_console_log": str(AREA / "log" / f"{ROLE_DOMAIN}.console.log"),

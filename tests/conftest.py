@@ -3,6 +3,7 @@ import os
 import sys
 
 import ansible.module_utils
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ansible.module_utils.__path__.append(os.path.join(ROOT, "module_utils"))  # type: ignore[attr-defined]
@@ -13,3 +14,25 @@ if ROOT not in sys.path:
 # first imported; test modules import grpc first, and the manager servers they start then fork ansible-playbook
 # children that die before exec (jobs "failed (rc None)", about 1 run in 10). So the tests set it first too.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+# `make test` runs pytest-xdist with --dist loadgroup: all tests of one group run on one worker, in file order.
+# A test module is its own group (module-scoped fixtures, fixed libvirt names, tests that build on each other);
+# modules that share libvirt objects or a name prefix one of them cleans up share a group.
+SHARED_GROUPS = {
+    # stor_common.remove_ours drops every ctest-stor-* pool and network
+    "test_pool_module": "ctest-stor", "test_network_module": "ctest-stor", "test_volume_module": "ctest-stor",
+    # test_domain_module drops every ctest-dom-* domain, the role test's ctest-dom-roles too
+    "test_domain_module": "ctest-dom", "test_alpine_vm_role": "ctest-dom",
+    # both use ctest-h3-* names and /var/lib/cocos-test/h3
+    "test_manager_faults": "ctest-h3", "test_manager_security": "ctest-h3",
+    # the fleet test lists every ctest-h8-* domain; both use /var/lib/cocos-test/h8
+    "test_manager_fleet": "ctest-h8", "test_manager_placement": "ctest-h8",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.path.stem
+            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module, f"{item.path.parent.name}/{module}")))

@@ -9,7 +9,7 @@ import libvirt
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from helpers import run_module  # noqa: E402
+from helpers import run_module, run_module_via_ansible  # noqa: E402,F401
 
 URI = "qemu:///system"
 PREFIX = "ctest-stor-"
@@ -18,11 +18,13 @@ WORKDIR = "/var/lib/cocos-test/stor"
 pytestmark = pytest.mark.system
 
 
-def four_runs(module: str, args: dict) -> dict:
-    """check (changed), apply (changed), apply (unchanged), check (unchanged); returns the second apply."""
+def four_runs(module: str, args: dict, run=run_module) -> dict:
+    """check (changed), apply (changed), apply (unchanged), check (unchanged); returns the second apply.
+
+    `run` is run_module (in-process) or run_module_via_ansible (each module's contract test)."""
     seen = []
     for check in (True, False, False, True):
-        result = run_module(module, args, check=check, diff=True)
+        result = run(module, args, check=check, diff=True)
         assert not result["failed"], result.get("msg")
         seen.append(result)
     assert [r["changed"] for r in seen] == [True, True, False, False], [r.get("actions") for r in seen]

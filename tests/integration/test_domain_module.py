@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.helpers import run_module
+from tests.helpers import run_module, run_module_via_ansible
 
 pytestmark = pytest.mark.system
 
@@ -86,9 +86,9 @@ def base(**over: Any) -> dict[str, Any]:
     return args
 
 
-def four_times(module: str, args: dict[str, Any]) -> list[dict[str, Any]]:
-    results = [run_module(module, args, check=True, diff=True), run_module(module, args, diff=True),
-               run_module(module, args, diff=True), run_module(module, args, check=True, diff=True)]
+def four_times(module: str, args: dict[str, Any], run=run_module) -> list[dict[str, Any]]:
+    """check, apply, apply, check; `run` is run_module (in-process) or run_module_via_ansible (the contract)."""
+    results = [run(module, args, check=check, diff=True) for check in (True, False, False, True)]
     for r in results:
         assert not r["failed"], r.get("msg")
     assert [r["changed"] for r in results] == [True, True, False, False], [r.get("actions") for r in results]
@@ -122,7 +122,7 @@ def inactive_xml(name: str = NAME) -> str:
 
 def test_define_resolves_tcg_and_makes_log_dir(clean):
     shutil.rmtree(f"{AREA}/logs", ignore_errors=True)
-    results = four_times("libvirt_domain", base())
+    results = four_times("libvirt_domain", base(), run=run_module_via_ansible)
     assert results[1]["actions"] == ["define"]
     xml = inactive_xml()
     assert "<domain type='qemu'" in xml  # auto under kvm_pvm
@@ -166,7 +166,7 @@ def test_port_forward_rendered_and_reported(clean):
     xml = inactive_xml()
     assert f"hostfwd=tcp:127.0.0.1:{port}-:7002" in xml and "addr=0x10" in xml
     assert "<memballoon model='none'/>" in xml
-    info = run_module("libvirt_domain_info", {"name": NAME, "uri": URI})
+    info = run_module_via_ansible("libvirt_domain_info", {"name": NAME, "uri": URI})
     assert not info["changed"]
     assert info["domains"][0]["forwarded_ports"] == [
         {"host_address": "127.0.0.1", "host_port": port, "guest_port": 7002, "protocol": "tcp"}]

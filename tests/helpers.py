@@ -131,6 +131,31 @@ def run_module_via_ansible(name: str, args: dict[str, Any], check: bool = False,
     return result
 
 
+def run_steps_via_ansible(steps: list[tuple[str, dict[str, Any], bool]], timeout: int = 600) -> list[dict[str, Any]]:
+    """Run each (module, args, check mode) step, in order, as the tasks of ONE ansible-playbook run on localhost
+    with diff mode on; return each task's result dict (failed ones included: tasks ignore errors).
+
+    The contract tests' real path (AnsiballZ, argument parsing, check mode per task) for one controller start
+    instead of one per run. Raises RuntimeError when the play produced fewer results than steps.
+    """
+    tasks = [{"name": f"step {index}", module: args, "check_mode": check, "diff": True, "ignore_errors": True}
+             for index, (module, args, check) in enumerate(steps)]
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]  # ansible.cfg's inventory, as ad hoc
+    with tempfile.TemporaryDirectory(prefix="cocos-run-steps-") as out:
+        playbook = os.path.join(out, "steps.yml")
+        with open(playbook, "w", encoding="utf-8") as handle:
+            json.dump(play, handle)  # JSON is YAML, and none of our test arguments holds "{{"
+        proc = subprocess.run([ANSIBLE + "-playbook", playbook], cwd=ROOT,
+                              env=ansible_env({"COCOS_RESULT_DIR": out}), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        path = os.path.join(out, "localhost.jsonl")
+        lines = open(path, encoding="utf-8").read().splitlines() if os.path.exists(path) else []
+    if len(lines) != len(steps):
+        raise RuntimeError(f"ansible-playbook gave {len(lines)} results for {len(steps)} module runs "
+                           f"(rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return [json.loads(line) for line in lines]
+
+
 def drop_domain(dom: Any) -> None:
     """Stop a libvirt domain if it runs, then undefine it with its NVRAM and TPM state (a UEFI or TPM
     guest refuses a plain undefine), through the product's own undefine."""

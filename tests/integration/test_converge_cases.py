@@ -34,7 +34,7 @@ if os.path.join(ROOT, "module_utils") not in ansible.module_utils.__path__:
 from library import libvirt_domain, libvirt_network, libvirt_pool, libvirt_volume  # noqa: E402
 from module_utils.cocos_libvirt import domain, domain_record, network, pool, volume  # noqa: E402
 from module_utils.cocos_libvirt.common import LibvirtModuleError, connect  # noqa: E402
-from tests.helpers import drop_domains, drop_pool, run_module_via_ansible  # noqa: E402
+from tests.helpers import drop_domains, drop_pool, run_module_via_ansible, run_steps_via_ansible  # noqa: E402
 
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
@@ -399,8 +399,7 @@ def test_ansible_check_apply_apply_check(conn):
     name = PREFIX + "ansible"
     args = {"name": name, "uri": URI, "state": "running", "domain_type": "qemu", "memory": "200MB",
             "interfaces": [], "disks": [{"device": "cdrom"}], "wait_timeout": 30}
-    results = [run_module_via_ansible("libvirt_domain", args, check=check, diff=True)
-               for check in (True, False, False, True)]
+    results = run_steps_via_ansible([("libvirt_domain", args, check) for check in (True, False, False, True)])
     assert [r["failed"] for r in results] == [False] * 4, [r.get("msg") for r in results]
     assert [r["changed"] for r in results] == [True, True, False, False]
     assert results[0]["actions"] == results[1]["actions"] == ["define", "start"]

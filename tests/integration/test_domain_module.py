@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.helpers import run_module, run_module_via_ansible
+from tests.helpers import run_module, run_module_via_ansible, run_steps_via_ansible
 
 pytestmark = pytest.mark.system
 
@@ -86,9 +86,13 @@ def base(**over: Any) -> dict[str, Any]:
     return args
 
 
-def four_times(module: str, args: dict[str, Any], run=run_module) -> list[dict[str, Any]]:
-    """check, apply, apply, check; `run` is run_module (in-process) or run_module_via_ansible (the contract)."""
-    results = [run(module, args, check=check, diff=True) for check in (True, False, False, True)]
+def four_times(module: str, args: dict[str, Any], via_ansible: bool = False) -> list[dict[str, Any]]:
+    """check, apply, apply, check: in-process, or with via_ansible as one ansible-playbook run (the contract)."""
+    checks = (True, False, False, True)
+    if via_ansible:
+        results = run_steps_via_ansible([(module, args, check) for check in checks])
+    else:
+        results = [run_module(module, args, check=check, diff=True) for check in checks]
     for r in results:
         assert not r["failed"], r.get("msg")
     assert [r["changed"] for r in results] == [True, True, False, False], [r.get("actions") for r in results]
@@ -122,7 +126,7 @@ def inactive_xml(name: str = NAME) -> str:
 
 def test_define_resolves_tcg_and_makes_log_dir(clean):
     shutil.rmtree(f"{AREA}/logs", ignore_errors=True)
-    results = four_times("libvirt_domain", base(), run=run_module_via_ansible)
+    results = four_times("libvirt_domain", base(), via_ansible=True)
     assert results[1]["actions"] == ["define"]
     xml = inactive_xml()
     assert "<domain type='qemu'" in xml  # auto under kvm_pvm

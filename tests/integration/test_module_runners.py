@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import run_module, run_module_via_ansible
+from tests.helpers import run_module, run_module_via_ansible, run_steps_via_ansible
 
 pytestmark = pytest.mark.system
 
 CONTROLLER_ONLY = ("_rc", "_stderr", "exception")  # added by the ansible process and its controller
+IDS = ["pool-check", "network-check", "pool-exclusive", "domain-bad-unit", "volume-no-pool"]
 
 CASES = [
     ("libvirt_pool", {"name": "ctest-runners-pool", "path": "/var/lib/cocos-test/runners/p", "autostart": True},
@@ -32,9 +33,20 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key not in CONTROLLER_ONLY}
 
 
-@pytest.mark.parametrize("module, args, check", CASES, ids=["pool-check", "network-check", "pool-exclusive",
-                                                             "domain-bad-unit", "volume-no-pool"])
-def test_in_process_result_equals_ansibles(module, args, check):
+@pytest.fixture(scope="module", name="played")
+def played_fixture() -> list[dict[str, Any]]:
+    """Every case through one ansible-playbook run (one controller start for all)."""
+    return run_steps_via_ansible(CASES)
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=IDS)
+def test_in_process_result_equals_a_playbooks(played, index):
+    module, args, check = CASES[index]
+    assert comparable(run_module(module, args, check=check, diff=True)) == comparable(played[index])
+
+
+def test_in_process_result_equals_ansible_ad_hoc():
+    module, args, check = CASES[0]
     real = run_module_via_ansible(module, args, check=check, diff=True)
-    assert real["_rc"] in (0, 2), real["_stderr"]  # 2: the task failed, as some cases must
+    assert real["_rc"] == 0, real["_stderr"]
     assert comparable(run_module(module, args, check=check, diff=True)) == comparable(real)

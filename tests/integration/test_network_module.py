@@ -3,7 +3,7 @@ the network only creates a bridge on this host, no traffic is sent there."""
 import subprocess
 
 import pytest
-from stor_common import assert_fails_cleanly, four_runs, lv_fixture, run_module, run_module_via_ansible  # noqa: F401
+from stor_common import assert_fails_cleanly, four_runs, lv_fixture, run_module  # noqa: F401
 
 pytestmark = pytest.mark.system
 NAME = "ctest-stor-int-net"
@@ -16,7 +16,7 @@ def virsh(*args):
 
 
 def test_create_four_times_then_verify(lv):
-    result = four_runs("libvirt_network", ARGS, run=run_module_via_ansible)
+    result = four_runs("libvirt_network", ARGS, via_ansible=True)
     net = lv.networkLookupByName(NAME)
     assert net.isActive() and net.autostart() and net.bridgeName() == "ctst-stor-b0"
     assert result["network"]["uuid"] == net.UUIDString()

@@ -3,7 +3,7 @@ import os
 import subprocess
 
 import pytest
-from stor_common import assert_fails_cleanly, four_runs, lv_fixture, run_module, run_module_via_ansible  # noqa: F401
+from stor_common import assert_fails_cleanly, four_runs, lv_fixture, run_module  # noqa: F401
 
 pytestmark = pytest.mark.system
 NAME = "ctest-stor-int-pool"
@@ -12,7 +12,7 @@ NAME = "ctest-stor-int-pool"
 def test_create_four_times_then_verify(lv):
     path = os.path.join(lv.workdir, "p")
     args = {"name": NAME, "path": path, "autostart": True}
-    result = four_runs("libvirt_pool", args, run=run_module_via_ansible)
+    result = four_runs("libvirt_pool", args, via_ansible=True)
     assert result["pool"]["path"] == path and result["pool"]["volumes"] == []
     pool = lv.storagePoolLookupByName(NAME)
     assert pool.isActive() and pool.autostart() and os.path.isdir(path)

@@ -1,6 +1,9 @@
-"""Make the repository's module_utils importable as ansible.module_utils.*, as ansible.cfg does."""
+"""Make the repository's module_utils importable as ansible.module_utils.*, as ansible.cfg does; group tests for
+pytest-xdist; let test runs from several checkouts share one libvirtd."""
+import fcntl
 import os
 import sys
+import time
 
 import ansible.module_utils
 import pytest
@@ -30,9 +33,37 @@ SHARED_GROUPS = {
 }
 
 
+def group_of(path) -> str:
+    """The xdist group (and lock name) of the test module at `path`."""
+    return SHARED_GROUPS.get(path.stem, f"{path.parent.name}-{path.stem}")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(items: list) -> None:
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            module = item.path.stem
-            item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module, f"{item.path.parent.name}/{module}")))
+            item.add_marker(pytest.mark.xdist_group(group_of(item.path)))
+
+
+# Integration and collection tests create libvirt objects with fixed names, networks with fixed subnets and bridges,
+# and directories under /var/lib/cocos-test. Two runs of the same module at once (two checkouts on one machine)
+# would remove each other's objects; so each such module holds its group's lock while it runs, and a second run
+# waits for it. Inside one run the groups already keep such modules apart.
+LOCK_DIR = "/var/lib/cocos-test/locks"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_run_at_a_time(request: pytest.FixtureRequest):
+    if request.path.parent.name not in ("integration", "collection"):
+        yield
+        return
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    with open(os.path.join(LOCK_DIR, f"{group_of(request.path)}.lock"), "w", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            started = time.monotonic()
+            print(f"\n{request.path.name}: another test run holds {lock.name}; waiting", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            print(f"{request.path.name}: waited {time.monotonic() - started:.0f} s for {lock.name}", file=sys.stderr)
+        yield

@@ -19,8 +19,10 @@ if ROOT not in sys.path:
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 # `make test` runs pytest-xdist with --dist loadgroup: all tests of one group run on one worker, in file order.
-# A test module is its own group (module-scoped fixtures, fixed libvirt names, tests that build on each other);
-# modules that share libvirt objects or a name prefix one of them cleans up share a group.
+# An integration or collection module is its own group (module-scoped fixtures, fixed libvirt names, tests that
+# build on each other); modules that share libvirt objects or a name prefix one of them cleans up share a group.
+# Unit tests touch only test:///default (one per process) and their own tmp_path: each goes to whichever worker
+# is free, except those sharing a module-scoped fixture, which stay together so it is built once.
 SHARED_GROUPS = {
     # stor_common.remove_ours drops every ctest-stor-* pool and network
     "test_pool_module": "ctest-stor", "test_network_module": "ctest-stor", "test_volume_module": "ctest-stor",
@@ -38,10 +40,16 @@ def group_of(path) -> str:
     return SHARED_GROUPS.get(path.stem, f"{path.parent.name}-{path.stem}")
 
 
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    defs = getattr(item, "_fixtureinfo", None)
+    return defs is not None and any(d.scope != "function" for ds in defs.name2fixturedefs.values() for d in ds)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(items: list) -> None:
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
+        if item.get_closest_marker("xdist_group") is None and \
+                (item.path.parent.name != "unit" or _shares_a_fixture(item)):
             item.add_marker(pytest.mark.xdist_group(group_of(item.path)))
 
 

@@ -21,8 +21,8 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 # `make test` runs pytest-xdist with --dist loadgroup: all tests of one group run on one worker, in file order.
 # An integration or collection module is its own group (module-scoped fixtures, fixed libvirt names, tests that
 # build on each other); modules that share libvirt objects or a name prefix one of them cleans up share a group.
-# Unit tests touch only test:///default (one per process) and their own tmp_path: each goes to whichever worker
-# is free, except those sharing a module-scoped fixture, which stay together so it is built once.
+# Unit tests touch only test:///default (one per process) and their own tmp_path, so each goes to whichever worker
+# is free, except in the modules of UNIT_TOGETHER, whose module-scoped fixtures are then built once.
 SHARED_GROUPS = {
     # stor_common.remove_ours drops every ctest-stor-* pool and network
     "test_pool_module": "ctest-stor", "test_network_module": "ctest-stor", "test_volume_module": "ctest-stor",
@@ -33,24 +33,45 @@ SHARED_GROUPS = {
     # the fleet test lists every ctest-h8-* domain; both use /var/lib/cocos-test/h8
     "test_manager_fleet": "ctest-h8", "test_manager_placement": "ctest-h8",
 }
+UNIT_TOGETHER = {"test_apkovl", "test_build_collection", "test_manager_verdict"}
 
 
-def group_of(path) -> str:
-    """The xdist group (and lock name) of the test module at `path`."""
-    return SHARED_GROUPS.get(path.stem, f"{path.parent.name}-{path.stem}")
+def group_of(nodeid: str) -> str:
+    """The group (and lock name) of a test, from its node id ("tests/unit/test_x.py::test_y[z]")."""
+    path = nodeid.split("::", 1)[0]
+    area, module = os.path.basename(os.path.dirname(path)), os.path.splitext(os.path.basename(path))[0]
+    if area == "unit" and module not in UNIT_TOGETHER:
+        return nodeid
+    return SHARED_GROUPS.get(module, f"{area}-{module}")
 
 
-def _shares_a_fixture(item: pytest.Item) -> bool:
-    defs = getattr(item, "_fixtureinfo", None)
-    return defs is not None and any(d.scope != "function" for ds in defs.name2fixturedefs.values() for d in ds)
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadgroup with the groups of group_of(). xdist 3.8's own loadgroup reads xdist_group marks but
+    silently stops grouping under pytest 9.2 (pytest-xdist#1386), so the groups come from node ids here."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(items: list) -> None:
+    """Refuse a unit test module that shares a module-scoped fixture but is not in UNIT_TOGETHER: spread over
+    workers, each would build the fixture again (and may depend on the order of its tests)."""
     for item in items:
-        if item.get_closest_marker("xdist_group") is None and \
-                (item.path.parent.name != "unit" or _shares_a_fixture(item)):
-            item.add_marker(pytest.mark.xdist_group(group_of(item.path)))
+        path = item.nodeid.split("::", 1)[0]
+        if "/unit/" not in f"/{path}" or group_of(item.nodeid) != item.nodeid:
+            continue
+        for defs in item._fixtureinfo.name2fixturedefs.values():
+            shared = [d for d in defs if d.scope != "function" and d.baseid.startswith("tests/unit")]
+            if shared:
+                raise pytest.UsageError(f"{path}: fixture {shared[0].argname!r} is {shared[0].scope}-scoped; "
+                                        "add the module to UNIT_TOGETHER in tests/conftest.py")
 
 
 # Integration and collection tests create libvirt objects with fixed names, networks with fixed subnets and bridges,
@@ -66,7 +87,7 @@ def _one_run_at_a_time(request: pytest.FixtureRequest):
         yield
         return
     os.makedirs(LOCK_DIR, exist_ok=True)
-    with open(os.path.join(LOCK_DIR, f"{group_of(request.path)}.lock"), "w", encoding="utf-8") as lock:
+    with open(os.path.join(LOCK_DIR, f"{group_of(request.node.nodeid)}.lock"), "w", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -34,6 +34,9 @@ SHARED_GROUPS = {
     "test_manager_fleet": "ctest-h8", "test_manager_placement": "ctest-h8",
 }
 UNIT_TOGETHER = {"test_apkovl", "test_build_collection", "test_manager_verdict"}
+# Seconds a group took in a measured run (docs/BENCHMARKS.md, `make test` at -n 3): the scheduler hands out the
+# longest first, so no long group starts last and runs alone. Groups not named count a second per test.
+GROUP_SECONDS: dict[str, float] = {}
 
 
 def group_of(nodeid: str) -> str:
@@ -56,6 +59,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     class GroupScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return group_of(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            longest = max(self.workqueue, key=lambda group: GROUP_SECONDS.get(group, len(self.workqueue[group])))
+            self.workqueue.move_to_end(longest, last=False)
+            super()._assign_work_unit(node)
 
     return GroupScheduling(config, log)
 

@@ -26,8 +26,6 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 SHARED_GROUPS = {
     # stor_common.remove_ours drops every ctest-stor-* pool and network
     "test_pool_module": "ctest-stor", "test_network_module": "ctest-stor", "test_volume_module": "ctest-stor",
-    # test_domain_module drops every ctest-dom-* domain, the role test's ctest-dom-roles too
-    "test_domain_module": "ctest-dom", "test_alpine_vm_role": "ctest-dom",
     # both use ctest-h3-* names and /var/lib/cocos-test/h3
     "test_manager_faults": "ctest-h3", "test_manager_security": "ctest-h3",
     # the fleet test lists every ctest-h8-* domain; both use /var/lib/cocos-test/h8

@@ -29,7 +29,7 @@ protos-check: setup    ## fail if the committed stubs differ from what protos/ g
 	bash scripts/gen_protos.sh --check
 
 unit: setup
-	$(PYTEST) tests/unit
+	$(PYTEST) $(PARALLEL) tests/unit
 
 integration: setup guest
 	$(PYTEST) $(PARALLEL) tests/integration

@@ -32,6 +32,9 @@ SHARED_GROUPS = {
     "test_manager_fleet": "ctest-h8", "test_manager_placement": "ctest-h8",
 }
 UNIT_TOGETHER = {"test_apkovl", "test_build_collection", "test_manager_verdict"}
+# Integration modules whose libvirt objects are named uniquely per run (a uuid): each parameter of their
+# parametrized module fixture is a group of its own (one guest boot each) and no lock is needed.
+PER_PARAMETER = {"test_guest_boot"}
 # Seconds a group took in a measured run (docs/BENCHMARKS.md, `make test` at -n 3): the scheduler hands out the
 # longest first, so no long group starts last and runs alone. Groups not named count a second per test.
 GROUP_SECONDS: dict[str, float] = {}
@@ -43,6 +46,8 @@ def group_of(nodeid: str) -> str:
     area, module = os.path.basename(os.path.dirname(path)), os.path.splitext(os.path.basename(path))[0]
     if area == "unit" and module not in UNIT_TOGETHER:
         return nodeid
+    if module in PER_PARAMETER:
+        return f"{area}-{module}[{nodeid.partition('[')[2]}" if "[" in nodeid else nodeid
     return SHARED_GROUPS.get(module, f"{area}-{module}")
 
 
@@ -89,7 +94,7 @@ LOCK_DIR = "/var/lib/cocos-test/locks"
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_run_at_a_time(request: pytest.FixtureRequest):
-    if request.path.parent.name not in ("integration", "collection"):
+    if request.path.parent.name not in ("integration", "collection") or request.path.stem in PER_PARAMETER:
         yield
         return
     os.makedirs(LOCK_DIR, exist_ok=True)

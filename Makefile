@@ -9,7 +9,8 @@ PYTEST := $(PY) -m pytest -q
 # pytest-xdist workers for `make test`/`integration`: tests of one module (or of modules that share libvirt objects,
 # tests/conftest.py's SHARED_GROUPS) stay on one worker. 3 measured fastest on 2 cores (docs/BENCHMARKS.md).
 TEST_WORKERS ?= 3
-PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --durations=25
+DURATIONS ?= 25
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --durations=$(DURATIONS)
 
 .PHONY: setup test unit integration collection collection-test molecule lint demo guest xml protos protos-check bench clean
 

@@ -83,9 +83,10 @@ def pytest_collection_modifyitems(items: list) -> None:
     workers, each would build the fixture again (and may depend on the order of its tests)."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
-        if "/unit/" not in f"/{path}" or group_of(item.nodeid) != item.nodeid:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or "/unit/" not in f"/{path}" or group_of(item.nodeid) != item.nodeid:
             continue
-        for defs in item._fixtureinfo.name2fixturedefs.values():
+        for defs in info.name2fixturedefs.values():
             shared = [d for d in defs if d.scope != "function" and d.baseid.startswith("tests/unit")]
             if shared:
                 raise pytest.UsageError(f"{path}: fixture {shared[0].argname!r} is {shared[0].scope}-scoped; "

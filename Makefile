@@ -6,6 +6,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 MOLECULE := MOLECULE_GLOB='tests/molecule/*/molecule.yml' $(VENV)/bin/molecule test --all
 PYTEST := $(PY) -m pytest -q
+# pytest-xdist workers for `make test`/`integration`: tests of one module (or of modules that share libvirt objects,
+# tests/conftest.py's SHARED_GROUPS) stay on one worker. 3 measured fastest on 2 cores (docs/BENCHMARKS.md).
+TEST_WORKERS ?= 3
+DURATIONS ?= 25
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --durations=$(DURATIONS)
 
 .PHONY: setup test unit integration collection collection-test molecule lint demo guest xml protos protos-check bench clean
 
@@ -25,10 +30,10 @@ protos-check: setup    ## fail if the committed stubs differ from what protos/ g
 	bash scripts/gen_protos.sh --check
 
 unit: setup
-	$(PYTEST) tests/unit
+	$(PYTEST) $(PARALLEL) tests/unit
 
 integration: setup guest
-	$(PYTEST) tests/integration
+	$(PYTEST) $(PARALLEL) tests/integration
 
 collection: setup      ## build/collection/cocos-libvirt-<version>.tar.gz, the Ansible collection cocos.libvirt
 	$(PY) scripts/build_collection.py
@@ -42,11 +47,18 @@ collection-test: setup
 molecule: setup guest
 	$(MOLECULE)
 
-# Lint first (seconds), Molecule next, pytest last so its summary closes the output.
+# Lint first (seconds). Molecule then runs beside pytest (its VMs and the suite's are separate libvirt objects), its
+# output kept in build/molecule.log and shown only when it fails; pytest's summary closes the output. Fails if
+# either fails.
 test: setup protos-check lint guest   ## everything CI runs
-	$(MOLECULE)
 	$(PY) scripts/ansible_test_pip.py
-	$(PYTEST) tests/unit tests/integration tests/collection
+	@mkdir -p build; echo "molecule: running beside pytest, log in build/molecule.log"; \
+	$(MOLECULE) > build/molecule.log 2>&1 & molecule=$$!; trap 'kill $$molecule 2>/dev/null' INT TERM; \
+	$(PYTEST) $(PARALLEL) tests/unit tests/integration tests/collection; pytest_rc=$$?; \
+	wait $$molecule; molecule_rc=$$?; \
+	if [ $$molecule_rc -ne 0 ]; then cat build/molecule.log; echo "molecule FAILED (rc $$molecule_rc)"; \
+	else echo "molecule passed (log: build/molecule.log)"; fi; \
+	[ $$pytest_rc -eq 0 ] && [ $$molecule_rc -eq 0 ]
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -2,8 +2,10 @@
 whatever state they are in. It ships with the collection's unit tests, so it imports nothing of the repository."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -48,12 +50,52 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool = False,
-               timeout: int = 600, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run module `name` with `args` on localhost; return its result dict (failed runs included).
+def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool = False) -> dict[str, Any]:
+    """Run library/<name>.py's main() in this process with `args`; return its result dict as Ansible reports it.
 
-    Integration tests use this instead of importing modules, so they exercise the real path: ansible ad-hoc from
-    .venv, ansible.cfg (library, module_utils, inventory), argument parsing, check mode and diff mode.
+    The module's own main(), AnsibleModule (argument_spec, aliases, choices, mutually exclusive options, check and
+    diff mode from `_ansible_check_mode`/`_ansible_diff`), exit_json/fail_json and its JSON encoding all run as
+    under Ansible; only AnsiballZ packing, the ssh-less local connection and the controller's process starts are
+    left out (about 2 s a run). Tests of module logic use this; run_module_via_ansible() keeps the real path for
+    each module's check/apply/apply/check contract, and a test checks both give the same result.
+
+    result["failed"] is always set; "warnings" is a list of text, as the controller's result has it. An exception
+    the module does not handle propagates (under Ansible it would be a traceback in module_stderr).
+    """
+    from ansible.module_utils.common import warnings
+    from ansible.module_utils.testing import patch_module_args
+
+    module = library_module(name)
+    out = io.StringIO()
+    warnings._global_warnings.clear()  # one process stands for many module runs: start each with none
+    warnings._global_deprecations.clear()
+    try:
+        with patch_module_args({**args, "_ansible_check_mode": check, "_ansible_diff": diff}), \
+                contextlib.redirect_stdout(out):
+            module.main()
+    except SystemExit:
+        pass
+    else:
+        raise AssertionError(f"{name}: main() returned without exit_json or fail_json")
+    finally:
+        warnings._global_warnings.clear()
+        warnings._global_deprecations.clear()
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    result.setdefault("failed", False)
+    result.setdefault("changed", False)  # as the controller fills it in
+    if "warnings" in result:
+        result["warnings"] = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    return result
+
+
+def run_module_via_ansible(name: str, args: dict[str, Any], check: bool = False, diff: bool = False,
+                           timeout: int = 600, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run module `name` with `args` on localhost through `ansible` ad hoc; return its result dict (failed runs
+    included).
+
+    The real path: ansible from .venv, ansible.cfg (library, module_utils, inventory), AnsiballZ, argument parsing,
+    check mode and diff mode. About 2 s a run (the controller's start), so tests keep it for each module's
+    check/apply/apply/check contract and use run_module() for the rest.
 
     result["failed"] is always set; "_rc" and "_stderr" carry ansible's exit status and stderr.
 
@@ -77,6 +119,31 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
     result["_rc"] = proc.returncode
     result["_stderr"] = proc.stderr
     return result
+
+
+def run_steps_via_ansible(steps: list[tuple[str, dict[str, Any], bool]], timeout: int = 600) -> list[dict[str, Any]]:
+    """Run each (module, args, check mode) step, in order, as the tasks of ONE ansible-playbook run on localhost
+    with diff mode on; return each task's result dict (failed ones included: tasks ignore errors).
+
+    The contract tests' real path (AnsiballZ, argument parsing, check mode per task) for one controller start
+    instead of one per run. Raises RuntimeError when the play produced fewer results than steps.
+    """
+    tasks = [{"name": f"step {index}", module: args, "check_mode": check, "diff": True, "ignore_errors": True}
+             for index, (module, args, check) in enumerate(steps)]
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]  # ansible.cfg's inventory, as ad hoc
+    with tempfile.TemporaryDirectory(prefix="cocos-run-steps-") as out:
+        playbook = os.path.join(out, "steps.yml")
+        with open(playbook, "w", encoding="utf-8") as handle:
+            json.dump(play, handle)  # JSON is YAML, and none of our test arguments holds "{{"
+        proc = subprocess.run([ANSIBLE + "-playbook", playbook], cwd=ROOT,
+                              env=ansible_env({"COCOS_RESULT_DIR": out}), capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        path = os.path.join(out, "localhost.jsonl")
+        lines = open(path, encoding="utf-8").read().splitlines() if os.path.exists(path) else []
+    if len(lines) != len(steps):
+        raise RuntimeError(f"ansible-playbook gave {len(lines)} results for {len(steps)} module runs "
+                           f"(rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return [json.loads(line) for line in lines]
 
 
 def drop_domain(dom: Any) -> None:

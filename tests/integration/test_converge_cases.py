@@ -34,7 +34,7 @@ if os.path.join(ROOT, "module_utils") not in ansible.module_utils.__path__:
 from library import libvirt_domain, libvirt_network, libvirt_pool, libvirt_volume  # noqa: E402
 from module_utils.cocos_libvirt import domain, domain_record, network, pool, volume  # noqa: E402
 from module_utils.cocos_libvirt.common import LibvirtModuleError, connect  # noqa: E402
-from tests.helpers import drop_domains, drop_pool, run_module  # noqa: E402
+from tests.helpers import drop_domains, drop_pool, run_module_via_ansible, run_steps_via_ansible  # noqa: E402
 
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
@@ -399,8 +399,7 @@ def test_ansible_check_apply_apply_check(conn):
     name = PREFIX + "ansible"
     args = {"name": name, "uri": URI, "state": "running", "domain_type": "qemu", "memory": "200MB",
             "interfaces": [], "disks": [{"device": "cdrom"}], "wait_timeout": 30}
-    results = [run_module("libvirt_domain", args, check=True, diff=True), run_module("libvirt_domain", args, diff=True),
-               run_module("libvirt_domain", args, diff=True), run_module("libvirt_domain", args, check=True, diff=True)]
+    results = run_steps_via_ansible([("libvirt_domain", args, check) for check in (True, False, False, True)])
     assert [r["failed"] for r in results] == [False] * 4, [r.get("msg") for r in results]
     assert [r["changed"] for r in results] == [True, True, False, False]
     assert results[0]["actions"] == results[1]["actions"] == ["define", "start"]
@@ -410,8 +409,8 @@ def test_ansible_check_apply_apply_check(conn):
 def test_warnings_reach_ansible_through_module_warn(conn):
     name = PREFIX + "warn"
     args = {"name": name, "uri": URI, "ip_address": "10.213.88.1", "bridge": "ctst-h1-w0"}
-    assert not run_module("libvirt_network", args)["failed"]
-    held = run_module("libvirt_network", dict(args, ip_address="10.213.89.1"))
+    assert not run_module_via_ansible("libvirt_network", args)["failed"]
+    held = run_module_via_ansible("libvirt_network", dict(args, ip_address="10.213.89.1"))
     assert held["restart_required"] and any("allow_restart" in w for w in held.get("warnings", []))
 
 
@@ -472,13 +471,14 @@ def test_two_ansible_runs_creating_the_same_domain_both_converge(conn):
     args = {"name": PREFIX + "race-ansible", "uri": URI, "state": "running", "domain_type": "qemu",
             "memory": "64MiB", "interfaces": [], "wait_timeout": 30}
     results: list[dict[str, Any]] = []
-    threads = [threading.Thread(target=lambda: results.append(run_module("libvirt_domain", args))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: results.append(run_module_via_ansible("libvirt_domain", args)))
+               for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert [r["failed"] for r in results] == [False, False], [r.get("msg") for r in results]
-    assert not run_module("libvirt_domain", args)["changed"]
+    assert not run_module_via_ansible("libvirt_domain", args)["changed"]
 
 
 if __name__ == "__main__":  # pragma: no cover - spawned race workers import this module by name

@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.helpers import run_module
+from tests.helpers import run_module, run_module_via_ansible, run_steps_via_ansible
 from tests.host_kvm import expected_auto_domain_type
 
 pytestmark = pytest.mark.system
@@ -87,9 +87,13 @@ def base(**over: Any) -> dict[str, Any]:
     return args
 
 
-def four_times(module: str, args: dict[str, Any]) -> list[dict[str, Any]]:
-    results = [run_module(module, args, check=True, diff=True), run_module(module, args, diff=True),
-               run_module(module, args, diff=True), run_module(module, args, check=True, diff=True)]
+def four_times(module: str, args: dict[str, Any], via_ansible: bool = False) -> list[dict[str, Any]]:
+    """check, apply, apply, check: in-process, or with via_ansible as one ansible-playbook run (the contract)."""
+    checks = (True, False, False, True)
+    if via_ansible:
+        results = run_steps_via_ansible([(module, args, check) for check in checks])
+    else:
+        results = [run_module(module, args, check=check, diff=True) for check in checks]
     for r in results:
         assert not r["failed"], r.get("msg")
     assert [r["changed"] for r in results] == [True, True, False, False], [r.get("actions") for r in results]
@@ -123,7 +127,7 @@ def inactive_xml(name: str = NAME) -> str:
 
 def test_define_resolves_auto_and_makes_log_dir(clean):
     shutil.rmtree(f"{AREA}/logs", ignore_errors=True)
-    results = four_times("libvirt_domain", base())
+    results = four_times("libvirt_domain", base(), via_ansible=True)
     assert results[1]["actions"] == ["define"]
     xml = inactive_xml()
     assert f"<domain type='{expected_auto_domain_type()}'" in xml  # what auto must pick on this host
@@ -167,7 +171,7 @@ def test_port_forward_rendered_and_reported(clean):
     xml = inactive_xml()
     assert f"hostfwd=tcp:127.0.0.1:{port}-:7002" in xml and "addr=0x10" in xml
     assert "<memballoon model='none'/>" in xml
-    info = run_module("libvirt_domain_info", {"name": NAME, "uri": URI})
+    info = run_module_via_ansible("libvirt_domain_info", {"name": NAME, "uri": URI})
     assert not info["changed"]
     assert info["domains"][0]["forwarded_ports"] == [
         {"host_address": "127.0.0.1", "host_port": port, "guest_port": 7002, "protocol": "tcp"}]

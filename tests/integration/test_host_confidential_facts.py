@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, ansible_env, run_module
+from tests.helpers import ROOT, ansible_env, run_module, run_steps_via_ansible
 from tests.host_kvm import expected_auto_domain_type
 
 pytestmark = pytest.mark.system
@@ -45,8 +45,8 @@ def virsh_domcaps() -> ET.Element:
 
 
 def test_module_reports_what_libvirt_and_the_disk_say():
-    results = [run_module("libvirt_host_info", {"machine": "q35", "domain_type": "qemu"}, check=check)
-               for check in (True, False)]
+    results = run_steps_via_ansible([("libvirt_host_info", {"machine": "q35", "domain_type": "qemu"}, check)
+                                     for check in (True, False)])
     assert all(not r["failed"] and not r["changed"] for r in results), results[0].get("msg")
     host = results[1]["host"]
     assert results[0]["host"] == host

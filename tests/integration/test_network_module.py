@@ -16,7 +16,7 @@ def virsh(*args):
 
 
 def test_create_four_times_then_verify(lv):
-    result = four_runs("libvirt_network", ARGS)
+    result = four_runs("libvirt_network", ARGS, via_ansible=True)
     net = lv.networkLookupByName(NAME)
     assert net.isActive() and net.autostart() and net.bridgeName() == "ctst-stor-b0"
     assert result["network"]["uuid"] == net.UUIDString()

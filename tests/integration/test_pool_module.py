@@ -12,7 +12,7 @@ NAME = "ctest-stor-int-pool"
 def test_create_four_times_then_verify(lv):
     path = os.path.join(lv.workdir, "p")
     args = {"name": NAME, "path": path, "autostart": True}
-    result = four_runs("libvirt_pool", args)
+    result = four_runs("libvirt_pool", args, via_ansible=True)
     assert result["pool"]["path"] == path and result["pool"]["volumes"] == []
     pool = lv.storagePoolLookupByName(NAME)
     assert pool.isActive() and pool.autostart() and os.path.isdir(path)

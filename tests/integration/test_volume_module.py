@@ -30,7 +30,7 @@ def image(lv) -> tuple:
 
 def test_create_then_grow_four_times(pool):
     args = {"pool": POOL, "name": VOL, "capacity": "16MiB"}
-    four_runs("libvirt_volume", args)
+    four_runs("libvirt_volume", args, via_ansible=True)
     assert pool.storageVolLookupByName(VOL).info()[1] == 16 * 1024 ** 2
     grown = four_runs("libvirt_volume", dict(args, capacity="32M"))
     assert grown["volume"]["capacity"] == pool.storageVolLookupByName(VOL).info()[1] == 32 * 1024 ** 2

@@ -48,6 +48,7 @@ FRESH_CANDIDATES = (os.path.join(os.path.dirname(REPO), "shared", "env", "fresh-
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 DPKG_BATCH = 500  # paths per dpkg -S call: one call reads the whole database, so fewer is faster
 
+TEST_AREA = "/var/lib/cocos-test"
 IGNORED_WHY = {
     "repository": "our own code and what we build (build/, .cache/)",
     "venv": "pip installs it from requirements.txt (the Python import check covers it)",
@@ -57,6 +58,8 @@ IGNORED_WHY = {
             " `rustc --version` for its user agent",
     "ansible": "~/.ansible: ansible-test's virtual environments, which pip fills",
     "temp": "files tests and tools create while they run (fake tools, scratch virtual environments)",
+    "test-area": "/var/lib/cocos-test: the tests' and the fleet's working directories, where they write wrappers"
+                 " of their own (the fleet's ssh wrapper, which then runs Debian's ssh: that run is checked)",
 }
 
 
@@ -306,6 +309,7 @@ def ignored_roots(repo: str = REPO) -> dict[str, str]:
             roots[os.path.expanduser(home_dir)] = why
     for temp in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
         roots[temp] = "temp"
+    roots[TEST_AREA] = "test-area"
     return {os.path.realpath(root): why for root, why in roots.items()}
 
 

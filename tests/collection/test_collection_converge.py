@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import libvirt
@@ -72,13 +73,19 @@ def free_port() -> int:
 
 
 def remove_ours() -> None:
-    """Only the objects this module names: others share the daemon."""
+    """Only the objects this module names, and any pool left pointing into its own directory (an earlier version
+    of this test put the ISO in the role's default pool, whose stale definition then refused ours the path):
+    others share the daemon."""
     conn = libvirt.open(URI)
     try:
         for name in (DOMAIN, ROLE_DOMAIN):
             drop(conn.lookupByName, name, drop_domain)
         for pool in (POOL, ISO_POOL):
             drop(conn.storagePoolLookupByName, pool, drop_pool)
+        for pool in conn.listAllStoragePools(0):
+            path = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+            if path == str(AREA) or path.startswith(f"{AREA}/"):
+                drop(lambda _name, found=pool: found, pool.name(), drop_pool)
     finally:
         conn.close()
     shutil.rmtree(AREA, ignore_errors=True)

@@ -94,11 +94,12 @@ def test_a_program_of_a_setup_package_dependency_passes(tmp_path, capsys) -> Non
 
 def test_unowned_programs_fail_unless_under_an_ignored_root(tmp_path, capsys) -> None:
     temp_tool = tmp_path / "fake-tool"  # tmp_path lies in the temporary directory, an ignored root
-    status, out = _run(tmp_path, ["/opt/h10a-nowhere/tool", str(temp_tool), os.path.join(ic.REPO, ".venv/bin/ruff")],
-                       setup=[], fresh=[], capsys=capsys)
+    fleet_wrapper = "/var/lib/cocos-test/h8/fleet-x/ssh/ssh"  # the fleet's ssh wrapper (CI's first closure failure)
+    status, out = _run(tmp_path, ["/opt/h10a-nowhere/tool", str(temp_tool), os.path.join(ic.REPO, ".venv/bin/ruff"),
+                                  fleet_wrapper], setup=[], fresh=[], capsys=capsys)
     assert status == 1
     assert "/opt/h10a-nowhere/tool belongs to no Debian package" in out
-    assert "fake-tool" not in out and "ruff" not in out
+    assert "fake-tool" not in out and "ruff" not in out and fleet_wrapper not in out
 
 
 def test_unreadable_input_is_a_clear_error(tmp_path, capsys) -> None:

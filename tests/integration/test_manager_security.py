@@ -23,13 +23,13 @@ from manager_support import agent_server, make_config, manager_server, request
 from cocos_pb import manager_pb2, manager_pb2_grpc, manager_v1_pb2, manager_v1_pb2_grpc
 from manager_api.config import ROOT
 from manager_api.runner import unsafe
+from module_utils.cocos_libvirt.domain_compare import QEMU_NS
 from tests.helpers import drop, drop_domain, drop_pool
 
 pytestmark = pytest.mark.system
 URI = "qemu:///system"
 TEST_ROOT = Path("/var/lib/cocos-test/h3")
 CASES = Path(__file__).parent / "data" / "manager_cases"
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
 
 def spellings(payload: str) -> dict[str, str]:

@@ -187,3 +187,19 @@ def drop_domains(conn: Any, prefix: str) -> None:
     for dom in conn.listAllDomains(0):
         if dom.name().startswith(prefix):
             drop_domain(dom)
+
+
+def check_apply_apply_check(module: str, args: dict[str, Any], via_ansible: bool = False) -> list[dict[str, Any]]:
+    """The module contract: check (changed), apply (changed), apply (unchanged), check (unchanged), with check mode
+    predicting the real change exactly (same actions, same diff). In-process (run_module), or with via_ansible as
+    one ansible-playbook run of four tasks (each module's contract test). Returns the four results."""
+    checks = (True, False, False, True)
+    if via_ansible:
+        results = run_steps_via_ansible([(module, args, check) for check in checks])
+    else:
+        results = [run_module(module, args, check=check, diff=True) for check in checks]
+    for result in results:
+        assert not result["failed"], result.get("msg")
+    assert [r["changed"] for r in results] == [True, True, False, False], [r.get("actions") for r in results]
+    assert results[0].get("actions") == results[1].get("actions") and results[0]["diff"] == results[1]["diff"]
+    return results

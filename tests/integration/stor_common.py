@@ -9,7 +9,7 @@ import libvirt
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from helpers import run_module, run_steps_via_ansible  # noqa: E402,F401
+from helpers import check_apply_apply_check, run_module  # noqa: E402,F401
 
 URI = "qemu:///system"
 PREFIX = "ctest-stor-"
@@ -19,19 +19,8 @@ pytestmark = pytest.mark.system
 
 
 def four_runs(module: str, args: dict, via_ansible: bool = False) -> dict:
-    """check (changed), apply (changed), apply (unchanged), check (unchanged); returns the second apply.
-
-    In-process (run_module), or with via_ansible as one ansible-playbook run (each module's contract test)."""
-    checks = (True, False, False, True)
-    if via_ansible:
-        seen = run_steps_via_ansible([(module, args, check) for check in checks])
-    else:
-        seen = [run_module(module, args, check=check, diff=True) for check in checks]
-    for result in seen:
-        assert not result["failed"], result.get("msg")
-    assert [r["changed"] for r in seen] == [True, True, False, False], [r.get("actions") for r in seen]
-    assert seen[0]["diff"] == seen[1]["diff"]  # check mode predicted the real change exactly
-    return seen[2]
+    """helpers.check_apply_apply_check; returns the second apply."""
+    return check_apply_apply_check(module, args, via_ansible)[2]
 
 
 def assert_fails_cleanly(result: dict, *words: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.helpers import run_module, run_module_via_ansible, run_steps_via_ansible
+from tests.helpers import check_apply_apply_check, run_module, run_module_via_ansible
 from tests.host_kvm import expected_auto_domain_type
 
 pytestmark = pytest.mark.system
@@ -88,17 +88,8 @@ def base(**over: Any) -> dict[str, Any]:
 
 
 def four_times(module: str, args: dict[str, Any], via_ansible: bool = False) -> list[dict[str, Any]]:
-    """check, apply, apply, check: in-process, or with via_ansible as one ansible-playbook run (the contract)."""
-    checks = (True, False, False, True)
-    if via_ansible:
-        results = run_steps_via_ansible([(module, args, check) for check in checks])
-    else:
-        results = [run_module(module, args, check=check, diff=True) for check in checks]
-    for r in results:
-        assert not r["failed"], r.get("msg")
-    assert [r["changed"] for r in results] == [True, True, False, False], [r.get("actions") for r in results]
-    assert results[0]["actions"] == results[1]["actions"] and results[0]["diff"] == results[1]["diff"]
-    return results
+    """helpers.check_apply_apply_check (check, apply, apply, check)."""
+    return check_apply_apply_check(module, args, via_ansible)
 
 
 def fresh(name: str = NAME) -> Any:

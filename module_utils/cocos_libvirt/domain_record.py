@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,27 +99,20 @@ def without(root: ET.Element) -> ET.Element:
 def found_in(root: ET.Element) -> Record | None:
     """The record in a domain's XML; None when absent or of another version (then it says nothing)."""
     elem = root.find(f"metadata/{TAG}")
-    return _from_element(elem) if elem is not None else None
+    return _from_attributes(elem.attrib) if elem is not None else None
 
 
-def _from_element(elem: ET.Element) -> Record | None:
-    if elem.get("version") != VERSION or not elem.get("desired") or not elem.get("stored"):
+def _from_attributes(attrs: Mapping[str, str]) -> Record | None:
+    if attrs.get("version") != VERSION or not attrs.get("desired") or not attrs.get("stored"):
         return None
-    return Record(elem.get("desired", ""), elem.get("stored", ""), elem.get("source", ""))
+    return Record(attrs.get("desired", ""), attrs.get("stored", ""), attrs.get("source", ""))
 
 
 def live(dom: Any) -> Record | None:
-    """The record in a running domain's live definition: what it was started from. None when missing."""
-    try:
-        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NAMESPACE, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
-            return None
-        raise
-    try:
-        return _from_element(ET.fromstring(text))
-    except ET.ParseError:
-        return None
+    """The record in a running domain's live definition: what it was started from. None when missing.
+    Raises libvirt.libvirtError."""
+    attrs = metadata.read_attributes(dom, NAMESPACE, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    return _from_attributes(attrs) if attrs is not None else None
 
 
 def write(dom: Any, record: Record) -> None:

@@ -28,12 +28,12 @@ def write_attributes(dom: Any, tag: str, attributes: Mapping[str, str], prefix: 
     dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, element_text(tag, attributes), prefix, namespace, flags)
 
 
-def read_attributes(dom: Any, namespace: str) -> dict[str, str] | None:
-    """The attributes of the domain's element in `namespace` (its persistent definition when inactive, else
-    the live one); None when there is none or libvirt returns something unreadable. Raises
-    libvirt.libvirtError for other libvirt failures."""
+def read_attributes(dom: Any, namespace: str, flags: int = 0) -> dict[str, str] | None:
+    """The attributes of the domain's element in `namespace`: with flags 0 its persistent definition when
+    inactive, else the live one (VIR_DOMAIN_AFFECT_LIVE / _CONFIG choose); None when there is none or libvirt
+    returns something unreadable. Raises libvirt.libvirtError for other libvirt failures."""
     try:
-        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace)
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, flags)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
             return None

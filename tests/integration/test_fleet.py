@@ -80,6 +80,9 @@ def test_one_host_answers_over_its_socket_ssh_and_qemu_ssh_then_down_cleans_up_a
     mounts = run("ssh", "-F", str(fleet_dir / "ssh" / "config"), "hv1", "cat /proc/self/mountinfo").stdout
     for mount_point, private in (("/run/libvirt", "run"), ("/var/lib/cocos", "cocos"), ("/etc/libvirt", "etc")):
         assert f"{fleet_dir}/hv1/{private} {mount_point} " in mounts, mounts
+    # A host is a fresh hypervisor: the machine's own ~/.bashrc (pyenv's init here) is empty in its namespace, so it
+    # does not run for every command sent over ssh.
+    assert run("ssh", "-F", str(fleet_dir / "ssh" / "config"), "hv1", "cat ~/.bashrc 2>/dev/null; true").stdout == ""
     for uri in (host["cocos_libvirt_socket_uri"], host["cocos_libvirt_uri"]):
         assert run("virsh", "-c", uri, "net-list", "--all", "--name").stdout.strip() == "", uri
     socket_uri = host["cocos_libvirt_socket_uri"]

@@ -41,7 +41,7 @@ GROUP_SECONDS = {
     "integration-test_e2e": 249, "ctest-h8": 169, "unit-test_apkovl": 166, "integration-test_alpine_vm_role": 154,
     "ctest-h3": 153, "integration-test_converge_cases": 135, "integration-test_manager_domain": 108,
     "collection-test_collection_converge": 90, "integration-test_manager_domain_rollback": 76,
-    "integration-test_guest_boot[uefi-tpm]": 63, "integration-test_domain_module": 61,
+    "integration-test_domain_module": 61,
     "integration-test_guest_boot[uefi-secure-boot-tpm]": 57, "integration-test_convergence_corpus": 53,
     "collection-test_collection_ansible_test": 43,
 }

@@ -26,6 +26,7 @@ from run_support import (
     sha256,
 )
 
+import guest
 from cocos_pb import agent_pb2, agent_pb2_grpc
 from guest import e2e
 from guest.vm import wait_for_agent
@@ -87,6 +88,12 @@ def test_1b_the_guest_runs_under_uefi_with_a_tpm_and_the_same_request_again_sett
         live = dom.XMLDesc(0)
         assert "<os firmware='efi'>" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         assert "type='pflash'" in live and "<tpm model='tpm-crb'>" in live
+        # What the guest itself saw (test_guest_boot checks the BIOS and Secure Boot ways the same way).
+        console = setting.console.read_text(errors="replace")
+        assert "cocos-init: platform firmware=uefi lockdown=none tpm=2" in console
+        assert "cocos-init: eth0 10.0.2.15/24" in console
+        assert console.index("cocos-init: eth0") < console.index(guest.MARKER)  # the address precedes the marker
+        assert "insmod" not in console, "a kernel module failed to load"
         assert client.create_domain("pool.xml", "vol.xml", "dom.xml") == setting.domain
         again = conn.lookupByName(setting.domain)
         assert again.isActive() and again.ID() == started_as, "the same request restarted the guest"

@@ -124,6 +124,9 @@ def converge(installed_collection):
         "alpine_vm_network_mode": "user",
         "alpine_vm_port_forwards": [{"host_address": "127.0.0.1", "host_port": free_port(), "guest_port": 7002}],
         "alpine_vm_wait_for": "none",
+        # The headless overlay rides along on its own CD-ROM: its one-module build converges and settles too.
+        "alpine_vm_apkovl_enabled": True,
+        "alpine_vm_apkovl_path": str(AREA / "iso" / "ctest-h7.apkovl.tar.gz"),
         "ansible_python_interpreter": sys.executable,  # libvirt-python is in the venv
     }), encoding="utf-8")
     (AREA / "iso").mkdir()
@@ -148,6 +151,7 @@ def verify_real_state() -> None:
             dom = conn.lookupByName(name)
             assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING, name
             assert "<domain type='qemu'" in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        assert f"<source file='{AREA}/iso/ctest-h7-apkovl.iso'" in conn.lookupByName(ROLE_DOMAIN).XMLDesc(0)
     finally:
         conn.close()
 

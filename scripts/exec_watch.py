@@ -20,13 +20,15 @@ removed before the event was read, a newline inside a name written as the two ch
 list without that line is incomplete.
 
 Not covered: files on filesystems that are not marked. The marks go on the filesystem (st_dev) of /, of the
-repository, of sys.prefix and sys.base_prefix, and of WATCHED_DIRS where they exist; a filesystem mounted elsewhere
-(a tmpfs such as /dev/shm or /run, a separate /home or /srv, one mounted after the start), programs run from memory
-(memfd_create) and the contents of a container's own root filesystem go unseen. On a machine where other work
-runs, its execs are recorded too.
+repository, of sys.prefix and sys.base_prefix, and of WATCHED_DIRS where they exist; any other filesystem (a tmpfs
+such as /dev/shm or /run, another mount point, one mounted after the start, a container's overlay root) and programs
+run from memory (memfd_create) go unseen. A file executed through a mount private to another mount namespace (the
+fleet's bind mounts) is named by its path in that namespace. On a machine where other work runs, its execs are
+recorded too.
 
-Exit status: 0 stopped by a signal with no event lost, 1 events lost (the list is incomplete), 2 fanotify unavailable
-(not root, a kernel without FAN_OPEN_EXEC or filesystem marks, a container that forbids it; one line on stderr).
+Exit status: 0 stopped by a signal with no event lost, 1 events lost or a malformed event (the list is incomplete),
+2 fanotify unavailable (not root, a kernel without FAN_OPEN_EXEC or filesystem marks, a container that forbids it)
+or OUTPUT not writable; one line on stderr.
 Standard library only (ctypes on libc's fanotify_init(2) and fanotify_mark(2)): runs under Debian's /usr/bin/python3
 and the .venv's Python alike.
 """

@@ -1,7 +1,8 @@
-"""Check that every program a traced run executed comes from a Debian package a fresh machine gets.
+"""Check that every program a watched run executed comes from a Debian package a fresh machine gets.
 
-    strace -f --seccomp-bpf -qq -e trace=execve,execveat -o build/trace/execve.log make test
-    python3 scripts/install_closure.py build/trace/execve.log [--fresh FILE] [--packages FILE] [--verbose]
+    python3 scripts/exec_watch.py build/trace/exec.list &    # as root; wait for its "exec_watch: watching" line
+    make test; kill -TERM %1; wait
+    python3 scripts/install_closure.py build/trace/exec.list [--fresh FILE] [--packages FILE] [--verbose]
 
 A fresh machine has exactly the packages of the fresh-machine list (`../shared/env/fresh-machine-apt.txt` beside the
 clone, lines "name<TAB>version"); `scripts/setup.sh` adds those of `scripts/packages.txt` with
@@ -13,10 +14,13 @@ clone, lines "name<TAB>version"); `scripts/setup.sh` adds those of `scripts/pack
   dpkg-query; Recommends and Suggests do not count, as setup does not install them).
 
 Everything else was present by accident (a hand install on a developer's machine) and fails on a fresh one, the way
-xmllint once did. The check reads the successful execve/execveat calls of the log, resolves each program (relative
-paths against the repository root, symbolic links with realpath, /usr-merge for dpkg's database, which records
-/bin/sh, not /usr/bin/sh), maps them to packages with one batched `dpkg -S`, and exits 1 naming every package outside
-the allowed set with a program it provided, and every program no package owns.
+xmllint once did. The input is scripts/exec_watch.py's list: every file the kernel opened to execute (programs,
+scripts and their #! interpreters, the ELF loader), one absolute path a line with symbolic links already resolved
+(/usr/bin/dash for /bin/sh), " (deleted)" after a file removed meanwhile, and the watcher's "# exec_watch:" lines;
+a list that records lost events or lacks the watcher's final "stopped" line is incomplete and refused. The check
+maps each path to its package with one batched `dpkg -S`, asking for its /usr-merged twin too (dpkg's database
+records /bin/dash, not /usr/bin/dash, and libc6's loader as /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2), and exits 1
+naming every package outside the allowed set with a program it provided, and every program no package owns.
 
 Programs under these roots are not Debian's and are skipped (IGNORED_WHY says why each is safe to skip): the
 repository (our own scripts, build/, .cache/), its .venv (pip installs it from requirements.txt), the interpreter the
@@ -24,7 +28,7 @@ repository (our own scripts, build/, .cache/), its .venv (pip installs it from r
 root (its shims are bash scripts), the machine's Rust toolchain (pip asks rustc for its version), ~/.ansible
 (ansible-test's virtual environments, made by pip) and the temporary directories (tests write fake tools there).
 
-Exit status: 0 all allowed, 1 findings (printed on stdout), 2 unusable input (a missing log or list).
+Exit status: 0 all allowed, 1 findings (printed on stdout), 2 unusable input (a missing or incomplete list).
 """
 from __future__ import annotations
 
@@ -64,71 +68,37 @@ IGNORED_WHY = {
 
 
 class InputError(Exception):
-    """A log or package list that cannot be read; main() reports it and exits 2."""
+    """A list that cannot be read or is incomplete; main() reports it and exits 2."""
 
 
-# --- the strace log -------------------------------------------------------------------------------------------------
+# --- the watcher's list ---------------------------------------------------------------------------------------------
 
-_PID = r"^(?:\[pid\s+(?P<pid1>\d+)\]|(?P<pid2>\d+))?\s*"
-_CALL = re.compile(_PID + r"(?P<call>execve|execveat)\((?:(?P<dirfd>AT_FDCWD|-?\d+), )?"
-                   r'"(?P<path>(?:[^"\\]|\\.)*)"(?P<rest>.*)$')
-_RESUMED = re.compile(_PID + r"<\.\.\. (?:execve|execveat) resumed>.*\)\s+=\s+(?P<ret>-?\d+|\?)")
-_RESULT = re.compile(r"\)\s+=\s+(?P<ret>-?\d+|\?)")
-_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|.)")
-_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"v": b"\v", b"f": b"\f", b'"': b'"', b"\\": b"\\"}
-
-
-def _unescape(text: str) -> str:
-    """strace's C-style string escapes (\\", \\\\, \\n, octal \\NNN, hex \\xNN) back to the path's bytes, as str."""
-    def one(match: re.Match[bytes]) -> bytes:
-        code = match.group(1)
-        if code[:1] == b"x":
-            return bytes([int(code[1:], 16)])
-        if code[:1].isdigit():
-            return bytes([int(code, 8) & 0xFF])
-        return _SIMPLE_ESCAPES.get(code, code)
-
-    raw = _ESCAPE.sub(one, text.encode("utf-8", "surrogateescape"))
-    return raw.decode("utf-8", "surrogateescape")
+WATCH_STOPPED = "# exec_watch: stopped"
+WATCH_LOST = "# exec_watch: lost"
+DELETED = " (deleted)"  # what the kernel appends to the path of a file removed while open (proc(5), /proc/pid/fd)
 
 
 def executed_programs(lines: Iterable[str]) -> list[str]:
-    """Program paths of the successful execve/execveat calls in strace output, unique, in order of first success.
+    """Program paths of an exec_watch.py list, unique, in order of first execution.
 
-    Understands `strace -f` output with "PID " or "[pid PID] " prefixes (or none), calls split by other processes
-    into "<unfinished ...>" and "<... execve resumed>" lines, and failed calls ("= -1 ENOENT", "= ?"), which are
-    left out: a shell trying each PATH entry executes only the one that succeeds. An unfinished call never resumed
-    under the same pid (a non-leader thread's execve, which the leader's pid finishes) counts as executed: a failed
-    execve returns to the thread that called it. Paths are as the caller passed them (maybe relative).
-    execveat with a descriptor other than AT_FDCWD and an empty path names no file and is left out.
+    A path the kernel marked " (deleted)" loses the mark. InputError when the watcher recorded lost events or its
+    final "# exec_watch: stopped" line is missing (it died or is still running): the list is then incomplete.
     """
     seen: dict[str, None] = {}
-    pending: dict[str, str] = {}
+    stopped = False
     for line in lines:
         line = line.rstrip("\n")
-        resumed = _RESUMED.match(line)
-        if resumed:
-            pid = resumed.group("pid1") or resumed.group("pid2") or ""
-            path = pending.pop(pid, None)
-            if path is not None and resumed.group("ret") == "0":
-                seen.setdefault(path, None)
+        if line.startswith(WATCH_LOST):
+            raise InputError(f"the exec watch lost events ({line[len(WATCH_LOST):].strip(' :')}): the list is "
+                             "incomplete")
+        if line.startswith(WATCH_STOPPED):
+            stopped = True
+        if not line or line.startswith("#"):
             continue
-        call = _CALL.match(line)
-        if not call:
-            continue
-        pid = call.group("pid1") or call.group("pid2") or ""
-        path = _unescape(call.group("path"))
-        if call.group("call") == "execveat" and call.group("dirfd") not in (None, "AT_FDCWD") and not path:
-            continue
-        rest = call.group("rest")
-        if rest.endswith("<unfinished ...>"):
-            pending[pid] = path
-            continue
-        result = _RESULT.search(rest)
-        if result and result.group("ret") == "0":
-            seen.setdefault(path, None)
-    for path in pending.values():
-        seen.setdefault(path, None)
+        seen.setdefault(line.removesuffix(DELETED), None)
+    if not stopped:
+        raise InputError("the list does not end with exec_watch's \"stopped\" line: the watcher died or still runs, "
+                         "so the list may be incomplete")
     return list(seen)
 
 
@@ -337,8 +307,8 @@ def _under(path: str, roots: dict[str, str]) -> str | None:
 class Report:
     """The outcome: packages outside the allowed set, programs no package owns, and what was skipped.
 
-    bad[package] = an executed program (path as run) it provided; unowned = programs as run, not under ignored roots;
-    owners[program as run] = its packages; skipped[program as run] = the IGNORED_WHY key of its root.
+    bad[package] = an executed program it provided; unowned = programs not under ignored roots that no package owns;
+    owners[program] = its packages; skipped[program] = the IGNORED_WHY key of its root (paths as recorded).
     """
 
     bad: dict[str, str] = field(default_factory=dict)
@@ -351,19 +321,16 @@ class Report:
         return not self.bad and not self.unowned
 
 
-def check(programs: Iterable[str], allowed: set[str], roots: dict[str, str], cwd: str = REPO) -> Report:
-    """Map each executed program (a path as run; relative ones against cwd) to its package and judge it."""
+def check(programs: Iterable[str], allowed: set[str], roots: dict[str, str]) -> Report:
+    """Map each executed program (an absolute path, links resolved, as exec_watch.py records it) to its package."""
     report = Report()
-    resolved: dict[str, str] = {}
+    asked: dict[str, list[str]] = {}
     for program in programs:
-        real = os.path.realpath(os.path.join(cwd, program))
-        why = _under(real, roots)
+        why = _under(program, roots)
         if why:
             report.skipped[program] = why
         else:
-            resolved[program] = real
-    asked = {program: dpkg_candidates(real) + dpkg_candidates(os.path.normpath(os.path.join(cwd, program)))
-             for program, real in resolved.items()}
+            asked[program] = dpkg_candidates(program)
     owners = dpkg_owners(p for candidates in asked.values() for p in candidates)
     for program, candidates in asked.items():
         packages = next((owners[c] for c in candidates if c in owners), None)
@@ -379,7 +346,7 @@ def check(programs: Iterable[str], allowed: set[str], roots: dict[str, str], cwd
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="install_closure.py", description=__doc__.splitlines()[0])
-    parser.add_argument("log", help="strace -f -e trace=execve,execveat output (-o file)")
+    parser.add_argument("list", help="the executed programs, as scripts/exec_watch.py writes them")
     parser.add_argument("--fresh", help="the fresh-machine package list (default: the first of "
                         + ", ".join(FRESH_CANDIDATES) + ")")
     parser.add_argument("--packages", default=PACKAGES_FILE, help="setup's package list (default: %(default)s)")
@@ -389,10 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         fresh = read_fresh_packages(args.fresh or default_fresh_list())
         setup = read_setup_packages(args.packages)
         try:
-            with open(args.log, encoding="utf-8", errors="surrogateescape") as handle:
+            with open(args.list, encoding="utf-8", errors="surrogateescape") as handle:
                 programs = executed_programs(handle)
         except OSError as exc:
-            raise InputError(f"cannot read the strace log {args.log}: {exc.strerror}") from exc
+            raise InputError(f"cannot read the list of executed programs {args.list}: {exc.strerror}") from exc
         installed = installed_packages()
     except InputError as exc:
         print(f"install_closure: {exc}", file=sys.stderr)

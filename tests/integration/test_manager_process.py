@@ -58,7 +58,7 @@ def test_sigterm_stops_cleanly():
 
 
 def test_sigterm_delivered_to_a_worker_thread_stops_it_too():
-    # The kernel delivers a process's signal to any thread not blocking it; under strace -f (CI), often not the
+    # The kernel delivers a process's signal to any thread not blocking it; under a tracer (strace -f), often not the
     # main one. tgkill aims it at another thread on purpose.
     with agent_server() as (_, port, _):
         proc = start({"CC_MANAGER_AGENT_GRPC_URL": f"127.0.0.1:{port}"})

@@ -70,7 +70,7 @@ def test_entry_point_serves_and_stops_on_sigterm(work_dir):
 
 
 def test_sigterm_delivered_to_a_worker_thread_still_stops_the_agent(work_dir):
-    # The kernel delivers a process's signal to any thread not blocking it; under strace -f (CI), often not the
+    # The kernel delivers a process's signal to any thread not blocking it; under a tracer (strace -f), often not the
     # main one. tgkill aims it at a gRPC thread on purpose.
     proc, lines = _start({"AGENT_WORK_DIR": work_dir})
     try:

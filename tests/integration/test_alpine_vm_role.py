@@ -108,6 +108,7 @@ def test_converge_boots_and_rerun_changes_nothing(role):
     assert f"hostfwd=tcp:127.0.0.1:{port}-:7002" in xml
     assert re.search(r"<boot dev='cdrom'/>\s*<boot dev='hd'/>", xml)
     assert str(AREA / "iso" / "ctest-apkovl.iso") in xml
+    assert not (AREA / "iso" / "ctest.apkovl.d").exists()  # the overlay is written without a stage directory
     # The ISO reached its pool through libvirt's stream API, byte for byte.
     iso_volume = AREA / "iso" / "cocos-guest.iso"
     assert virsh("vol-path", "--pool", ISO_POOL, "cocos-guest.iso").stdout.strip() == str(iso_volume)
@@ -131,6 +132,9 @@ def test_timeout_fails_quoting_the_console_log(role):
 
 def test_absent_removes_domain_volume_and_pool(role):
     run, base = role
+    old_stage = AREA / "iso" / "ctest.apkovl.d"  # where role versions before alpine_apkovl rendered the overlay
+    (old_stage / "etc" / "network").mkdir(parents=True, exist_ok=True)
+    (old_stage / "etc" / "hostname").write_text("ctest\n")
     rc, out, recap = run(alpine_vm_state="absent")
     assert rc == 0 and recap["changed"] >= 3, out[-4000:]
     assert virsh("dominfo", NAME).returncode != 0
@@ -141,5 +145,6 @@ def test_absent_removes_domain_volume_and_pool(role):
     assert not Path(base["alpine_vm_console_log"]).exists()
     assert not (AREA / "iso" / "ctest.apkovl.tar.gz").exists()
     assert not (AREA / "iso" / "ctest-apkovl.iso").exists()
+    assert not old_stage.exists()
     rc, out, recap = run(alpine_vm_state="absent")
     assert rc == 0 and recap["changed"] == 0, out[-4000:]

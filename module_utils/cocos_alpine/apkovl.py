@@ -202,7 +202,7 @@ def read_members(path: str) -> dict[str, Member] | None:
             return {member.path: member for member in (_from_tarinfo(tar, info) for info in tar.getmembers())
                     if member.path}
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise UnreadableArchive(f"{path} is not a readable gzip'd tar ({exc}); it is replaced") from exc
+        raise UnreadableArchive(f"{path} is not a readable gzip'd tar ({exc})") from exc
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -275,7 +275,7 @@ class OverlayManager:
             exists = current is not None
         except UnreadableArchive as exc:
             current, exists = None, True
-            warnings.append(str(exc))
+            warnings.append(f"{exc}: {'replacing' if present else 'removing'} it")
         before = current or {}
         # A missing or unreadable archive is written even for no members, so the file is always a valid overlay.
         changed = (current is None or desired != current) if present else exists

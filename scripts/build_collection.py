@@ -7,12 +7,13 @@ out a copy the way a collection is organised and lets ansible-galaxy pack it:
 
     collection/ (galaxy.yml, meta/, README.md, tests/)  -> the collection root
     library/*.py                 -> plugins/modules/            imports, doc fragments, M() and examples by FQCN
-    module_utils/cocos_libvirt/  -> plugins/module_utils/cocos_libvirt/   unchanged (it imports relatively)
+    module_utils/<package>/      -> plugins/module_utils/<package>/   unchanged (each imports itself relatively):
+                                    cocos_libvirt (the libvirt library), cocos_alpine (the Alpine overlay)
     plugins/doc_fragments/       -> plugins/doc_fragments/
     roles/, playbooks/, site.yml -> roles/, playbooks/         modules and roles called by FQCN
     docs/*.md                    -> docs/
     changelogs/                  -> changelogs/ and CHANGELOG.md, released by antsibull-changelog
-    tests/unit: the tests of the library (those importing nothing first-party but module_utils.cocos_libvirt,
+    tests/unit: the tests of the library (those importing nothing first-party but module_utils' packages,
                 library and their helpers) -> tests/unit/plugins/module_utils/cocos_libvirt/, imports rewritten
 
 Output: <output>/ansible_collections/cocos/libvirt/ (the tree ansible-test runs in) and
@@ -43,8 +44,12 @@ TEST_SUPPORT = {"libvirt_test_driver": "tests/unit/libvirt_test_driver.py", "tes
 # Data the shipped tests read beside themselves (Path(__file__).parent / NAME): recorded domain capabilities and the
 # launch security schema. Copied as they are.
 TEST_DATA = ("tests/unit/domcaps",)
-# A test ships when it imports at least one of these and nothing else of the repository but TEST_SUPPORT.
-LIBRARY_IMPORTS = ("module_utils.cocos_libvirt", "library")
+
+
+def util_packages(root: str) -> list[str]:
+    """The packages under module_utils/ (directories with an __init__.py), sorted: each ships unchanged."""
+    base = os.path.join(root, "module_utils")
+    return sorted(name for name in os.listdir(base) if os.path.isfile(os.path.join(base, name, "__init__.py")))
 
 
 class BuildError(Exception):
@@ -52,9 +57,13 @@ class BuildError(Exception):
 
 
 class Collection:
-    """Names of one collection: namespace.name, version, and where its Python content is imported from."""
+    """Names of one collection: namespace.name, version, and where its Python content is imported from.
 
-    def __init__(self, galaxy: dict[str, Any]) -> None:
+    packages: the module_utils packages it ships (util_packages()).
+    """
+
+    def __init__(self, galaxy: dict[str, Any], packages: Iterable[str]) -> None:
+        self.packages = tuple(packages)
         self.namespace = galaxy["namespace"]
         self.name = galaxy["name"]
         self.version = str(galaxy["version"])
@@ -63,10 +72,11 @@ class Collection:
 
     def python_imports(self) -> dict[str, str]:
         """Repository module path -> collection module path, for the modules and the shipped tests."""
-        utils = f"{self.package}.plugins.module_utils.cocos_libvirt"
         unit = f"{self.package}.{UNIT_DEST.replace('/', '.')}"
-        mapping = {"ansible.module_utils.cocos_libvirt": utils, "module_utils.cocos_libvirt": utils,
-                   "library": f"{self.package}.plugins.modules"}
+        mapping = {"library": f"{self.package}.plugins.modules"}
+        for name in self.packages:
+            utils = f"{self.package}.plugins.module_utils.{name}"
+            mapping.update({f"ansible.module_utils.{name}": utils, f"module_utils.{name}": utils})
         mapping.update({name: f"{unit}.{os.path.basename(path)[:-3]}" for name, path in TEST_SUPPORT.items()})
         return mapping
 
@@ -145,7 +155,8 @@ def qualify_role_references(text: str, roles: Iterable[str], fqcn: str) -> str:
 
 def leftover_references(source: str, collection: Collection) -> list[str]:
     """Lines that still import or name the library by its repository path."""
-    pattern = re.compile(r"(?<![\w.])(ansible\.module_utils\.cocos_libvirt|module_utils\.cocos_libvirt|library\.\w+)")
+    packages = "|".join(map(re.escape, collection.packages))
+    pattern = re.compile(rf"(?<![\w.])((?:ansible\.)?module_utils\.(?:{packages})\b|library\.\w+)")
     found = []
     for number, line in enumerate(source.splitlines(), 1):
         for match in pattern.finditer(line):
@@ -188,12 +199,14 @@ def _first_party(name: str, root: str) -> bool:
     return any(name.endswith(".py") for _dir, _subdirs, files in os.walk(os.path.join(root, top)) for name in files)
 
 
-def _is_library(name: str) -> bool:
-    return any(name == prefix or name.startswith(prefix + ".") for prefix in LIBRARY_IMPORTS)
+def _is_library(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
 def library_unit_tests(root: str) -> list[str]:
-    """tests/unit/test_*.py files that test the library alone, sorted."""
+    """tests/unit/test_*.py files that test the library alone, sorted: those importing library or a module_utils
+    package, and nothing else of the repository but TEST_SUPPORT."""
+    prefixes = ["library", *(f"module_utils.{name}" for name in util_packages(root))]
     selected = []
     unit = os.path.join(root, "tests", "unit")
     for name in sorted(os.listdir(unit)):
@@ -201,7 +214,8 @@ def library_unit_tests(root: str) -> list[str]:
             continue
         with open(os.path.join(unit, name), encoding="utf-8") as handle:
             ours = {module for module in imported_modules(handle.read()) if _first_party(module, root)}
-        if any(map(_is_library, ours)) and all(_is_library(m) or m in TEST_SUPPORT for m in ours):
+        if any(_is_library(m, prefixes) for m in ours) and all(_is_library(m, prefixes) or m in TEST_SUPPORT
+                                                                  for m in ours):
             selected.append(name)
     return selected
 
@@ -249,11 +263,12 @@ def stage_modules(root: str, dest: str, collection: Collection, modules: set[str
     for name in fragments:
         _write(os.path.join(dest, "plugins", "doc_fragments", name + ".py"),
                _read(os.path.join(root, "plugins", "doc_fragments", name + ".py")))
-    utils = os.path.join(root, "module_utils", "cocos_libvirt")
-    for name in _python_files(utils):
-        text = _read(os.path.join(utils, name))
-        _write(os.path.join(dest, "plugins", "module_utils", "cocos_libvirt", name),
-               _checked_python(text, collection, f"module_utils/cocos_libvirt/{name}"))
+    for package in collection.packages:
+        utils = os.path.join(root, "module_utils", package)
+        for name in _python_files(utils):
+            text = _read(os.path.join(utils, name))
+            _write(os.path.join(dest, "plugins", "module_utils", package, name),
+                   _checked_python(text, collection, f"module_utils/{package}/{name}"))
 
 
 def _assigned(source: str, variable: str, where: str) -> str:
@@ -334,7 +349,7 @@ def source_date(root: str) -> str:
 
 
 def load_collection(root: str) -> Collection:
-    return Collection(yaml.safe_load(_read(os.path.join(root, "collection", "galaxy.yml"))))
+    return Collection(yaml.safe_load(_read(os.path.join(root, "collection", "galaxy.yml"))), util_packages(root))
 
 
 def stage(root: str, dest: str, collection: Collection) -> None:

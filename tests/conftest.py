@@ -38,7 +38,7 @@ PER_PARAMETER = {"test_guest_boot"}
 # Seconds a group took in a measured run (docs/BENCHMARKS.md, `make test` at -n 3, load 6-8): the scheduler hands
 # out the longest first, so no long group starts last and runs alone. Groups not named count a second per test.
 GROUP_SECONDS = {
-    "integration-test_e2e": 249, "ctest-h8": 169, "unit-test_apkovl": 166,
+    "integration-test_e2e": 249, "ctest-h8": 169, "unit-test_apkovl": 20,
     "ctest-h3": 153, "integration-test_converge_cases": 135, "integration-test_manager_domain": 108,
     "collection-test_collection_converge": 90, "integration-test_manager_domain_rollback": 76,
     "integration-test_domain_module": 61,

@@ -1,14 +1,19 @@
-"""The alpine_vm role's apkovl overlay: run the role's real tasks and read the archive they produce.
+"""The alpine_vm role's apkovl overlay: run the role's real tasks (templates rendered on the controller, the
+alpine_apkovl module, xorriso) and read the archive and ISO they produce.
 
-Pure local work (templates and tar into a temporary directory), no libvirt.
+Three ansible-playbook runs into one directory, each a module-scoped fixture that snapshots what it left: a build
+with key and agent, a rerun, and a rebuild without key and agent. The module's own behaviour (reproducibility,
+check and diff mode, bad input) is tested in-process in test_alpine_apkovl.py. Pure local work, no libvirt.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,12 +31,33 @@ PLAYBOOK = """\
         tasks_from: apkovl.yml
 """
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJ0ZXN0a2V5Zm9ydGhlYXBrb3ZsdGVzdDAwMDAw test@cocos"
+KEY_AND_AGENT = ("root/.ssh/authorized_keys", "etc/local.d/cocos-agent.start", "etc/runlevels/default/local")
 
 
-def build(tmp_path: Path, **overrides: object) -> tuple[Path, dict[str, int]]:
-    """Run the overlay tasks with `overrides`; return the archive path and the play recap counts."""
+@dataclass(frozen=True)
+class Run:
+    """What one playbook run left: the play recap's counts, the archive's bytes, the ISO's bytes and stat."""
+
+    recap: dict[str, int]
+    archive: bytes
+    iso: bytes
+    iso_stat: os.stat_result
+
+    def members(self) -> dict[str, tarfile.TarInfo]:
+        with tarfile.open(fileobj=io.BytesIO(self.archive), mode="r:gz") as tar:
+            return {m.name: m for m in tar.getmembers()}
+
+    def text(self, name: str) -> str:
+        with tarfile.open(fileobj=io.BytesIO(self.archive), mode="r:gz") as tar:
+            handle = tar.extractfile(name)
+            assert handle is not None, name
+            return handle.read().decode()
+
+
+def play(tmp_path: Path, tasks: str, **overrides: object) -> dict[str, int]:
+    """Run the role's `tasks` file with the overlay written to tmp_path/out and `overrides`; the play recap's counts."""
     playbook = tmp_path / "apkovl.yml"
-    playbook.write_text(PLAYBOOK, encoding="utf-8")
+    playbook.write_text(PLAYBOOK.replace("apkovl.yml", tasks), encoding="utf-8")
     archive = tmp_path / "out" / "cocos.apkovl.tar.gz"
     archive.parent.mkdir(exist_ok=True)
     extra = {
@@ -54,58 +80,89 @@ def build(tmp_path: Path, **overrides: object) -> tuple[Path, dict[str, int]]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
     assert recap, proc.stdout
-    return archive, {"ok": int(recap.group(1)), "changed": int(recap.group(2))}
+    return {"ok": int(recap.group(1)), "changed": int(recap.group(2))}
 
 
-def members(archive: Path) -> dict[str, tarfile.TarInfo]:
-    with tarfile.open(archive, "r:gz") as tar:
-        return {m.name: m for m in tar.getmembers()}
+def build(tmp_path: Path, **overrides: object) -> Run:
+    """Run the overlay tasks into tmp_path/out with `overrides`; return what they left."""
+    recap = play(tmp_path, "apkovl.yml", **overrides)
+    out = tmp_path / "out"
+    iso = out / "cocos-apkovl.iso"
+    return Run(recap, (out / "cocos.apkovl.tar.gz").read_bytes(), iso.read_bytes(), iso.stat())
 
 
-def text(archive: Path, name: str) -> str:
-    with tarfile.open(archive, "r:gz") as tar:
-        handle = tar.extractfile(name)
-        assert handle is not None, name
-        return handle.read().decode()
+def archive_on_iso(iso: bytes, scratch: Path) -> bytes:
+    """The cocos.apkovl.tar.gz at the top of the ISO image, read back with xorriso."""
+    image, out = scratch / "read.iso", scratch / "read.apkovl.tar.gz"
+    image.write_bytes(iso)
+    listing = subprocess.run(["xorriso", "-indev", str(image), "-ls", "/"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "'cocos.apkovl.tar.gz'" in listing, listing
+    out.unlink(missing_ok=True)
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(image), "-extract", "/cocos.apkovl.tar.gz", str(out)],
+                   capture_output=True, check=True)
+    return out.read_bytes()
 
 
 @pytest.fixture(scope="module")
-def overlay(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, int]]:
-    tmp = tmp_path_factory.mktemp("apkovl")
-    archive, recap = build(tmp)
-    return tmp, archive, recap
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("apkovl")
 
 
-def test_network_comes_up_with_dhcp(overlay):
-    _, archive, _ = overlay
-    interfaces = text(archive, "etc/network/interfaces")
+@pytest.fixture(scope="module")
+def first(workdir: Path) -> Run:
+    return build(workdir)
+
+
+@pytest.fixture(scope="module")
+def rerun(workdir: Path, first: Run) -> Run:
+    return build(workdir)
+
+
+@pytest.fixture(scope="module")
+def without_key_and_agent(workdir: Path, rerun: Run) -> Run:
+    return build(workdir, alpine_vm_apkovl_authorized_key="", alpine_vm_apkovl_agent_command="")
+
+
+@pytest.fixture(scope="module")
+def removed(workdir: Path, without_key_and_agent: Run) -> Path:
+    """The role's absent tasks after the builds, with a stage directory an older role version left beside them; its
+    libvirt tasks go to libvirt's test driver, which has none of the role's objects."""
+    (workdir / "out" / "cocos.apkovl.d" / "etc").mkdir(parents=True)
+    (workdir / "out" / "cocos.apkovl.d" / "etc" / "hostname").write_text("cocos\n")
+    (workdir / "console.log").write_text("COCOS-GUEST-READY\n")
+    play(workdir, "absent.yml", alpine_vm_uri="test:///default", alpine_vm_console_log=str(workdir / "console.log"))
+    return workdir
+
+
+def test_network_comes_up_with_dhcp(first):
+    interfaces = first.text("etc/network/interfaces")
     assert "auto lo" in interfaces and "iface lo inet loopback" in interfaces
     assert "auto eth0" in interfaces and "iface eth0 inet dhcp" in interfaces
-    assert text(archive, "etc/hostname").strip() == "cocos"
-    link = members(archive)["etc/runlevels/boot/networking"]
+    assert first.text("etc/hostname") == "cocos\n"
+    assert first.text("etc/hosts").startswith("127.0.0.1\tcocos localhost")
+    link = first.members()["etc/runlevels/boot/networking"]
     assert link.issym() and link.linkname == "/etc/init.d/networking"
 
 
-def test_sshd_enabled_with_the_authorized_key_only_for_root(overlay):
-    _, archive, _ = overlay
-    found = members(archive)
-    assert text(archive, "root/.ssh/authorized_keys").strip() == KEY
+def test_sshd_enabled_with_the_authorized_key_only_for_root(first):
+    found = first.members()
+    assert first.text("root/.ssh/authorized_keys").strip() == KEY
     assert found["root/.ssh/authorized_keys"].mode & 0o777 == 0o600
-    assert found["root/.ssh"].mode & 0o777 == 0o700
-    assert found["root/.ssh/authorized_keys"].uid == 0 and found["root/.ssh/authorized_keys"].gid == 0
+    assert found["root/.ssh"].mode & 0o777 == 0o700 and found["root"].mode & 0o777 == 0o700
+    assert {(m.uid, m.gid) for m in found.values()} == {(0, 0)}
     sshd = found["etc/runlevels/default/sshd"]
     assert sshd.issym() and sshd.linkname == "/etc/init.d/sshd"
-    world = text(archive, "etc/apk/world").split()
-    assert "openssh" in world and "alpine-base" in world and "python3" in world
-    assert text(archive, "etc/apk/repositories").strip() == "/media/cdrom/apks"
+    world = first.text("etc/apk/world").split()
+    assert world == ["alpine-base", "openssh", "python3"]
+    assert first.text("etc/apk/repositories").strip() == "/media/cdrom/apks"
 
 
-def test_agent_starts_at_boot(overlay):
-    _, archive, _ = overlay
-    found = members(archive)
+def test_agent_starts_at_boot(first):
+    found = first.members()
     start = found["etc/local.d/cocos-agent.start"]
-    assert start.mode & 0o111, "the local.d script must be executable"
-    script = text(archive, "etc/local.d/cocos-agent.start")
+    assert start.mode & 0o777 == 0o755, "the local.d script must be executable"
+    script = first.text("etc/local.d/cocos-agent.start")
     assert script.startswith("#!/bin/sh\n")
     assert "python3 -m agent" in script and script.rstrip().endswith("&")
     local = found["etc/runlevels/default/local"]
@@ -114,42 +171,36 @@ def test_agent_starts_at_boot(overlay):
     assert "etc/.default_boot_services" in found
 
 
-def test_rerun_changes_nothing(overlay):
-    tmp, archive, first = overlay
-    assert first["changed"] > 0
-    before = archive.read_bytes()
-    _, again = build(tmp)
-    assert again["changed"] == 0
-    assert archive.read_bytes() == before
+def test_overlay_iso_carries_the_archive_for_alpines_boot_media_scan(first, workdir):
+    assert archive_on_iso(first.iso, workdir) == first.archive
 
 
-def test_without_key_or_agent_the_overlay_leaves_them_out(tmp_path):
-    archive, _ = build(tmp_path, alpine_vm_apkovl_authorized_key="", alpine_vm_apkovl_agent_command="")
-    found = members(archive)
-    assert "root/.ssh/authorized_keys" not in found
-    assert "etc/local.d/cocos-agent.start" not in found
-    assert "etc/runlevels/default/local" not in found
-    assert "etc/runlevels/default/sshd" in found
+def test_nothing_but_the_archive_and_its_iso_is_written(first, workdir):
+    assert first.recap["changed"] == 2  # the archive and the ISO
+    assert sorted(os.listdir(workdir / "out")) == ["cocos-apkovl.iso", "cocos.apkovl.tar.gz"]
 
 
-def test_overlay_iso_carries_the_archive_for_alpines_boot_media_scan(overlay):
-    tmp, archive, _ = overlay
-    iso = archive.parent / "cocos-apkovl.iso"
-    assert iso.exists()
-    listing = subprocess.run(["xorriso", "-indev", str(iso), "-ls", "/"], capture_output=True, text=True,
-                             check=True).stdout
-    assert "'cocos.apkovl.tar.gz'" in listing, listing
-    out = tmp / "extracted.apkovl.tar.gz"
-    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", "/cocos.apkovl.tar.gz", str(out)],
-                   capture_output=True, check=True)
-    assert out.read_bytes() == archive.read_bytes()
+def test_rerun_changes_nothing(first, rerun):
+    assert rerun.recap["changed"] == 0
+    assert rerun.archive == first.archive
+    assert (rerun.iso_stat.st_ino, rerun.iso_stat.st_mtime_ns) == (first.iso_stat.st_ino, first.iso_stat.st_mtime_ns)
 
 
-def test_removing_the_key_rebuilds_the_archive(tmp_path):
-    archive, _ = build(tmp_path)
-    assert "root/.ssh/authorized_keys" in members(archive)
-    iso_before = (archive.parent / "cocos-apkovl.iso").read_bytes()
-    _, recap = build(tmp_path, alpine_vm_apkovl_authorized_key="")
-    assert recap["changed"] > 0
-    assert "root/.ssh/authorized_keys" not in members(archive)
-    assert (archive.parent / "cocos-apkovl.iso").read_bytes() != iso_before
+def test_removing_the_key_rebuilds_the_archive_and_the_iso(rerun, without_key_and_agent, workdir):
+    assert without_key_and_agent.recap["changed"] == 2
+    assert without_key_and_agent.archive != rerun.archive
+    assert "root/.ssh/authorized_keys" not in without_key_and_agent.members()
+    assert without_key_and_agent.iso != rerun.iso
+    assert archive_on_iso(without_key_and_agent.iso, workdir) == without_key_and_agent.archive
+
+
+def test_without_key_or_agent_the_overlay_leaves_them_out(first, without_key_and_agent):
+    found, before = without_key_and_agent.members(), first.members()
+    assert sorted(set(before) - set(found)) == sorted(KEY_AND_AGENT)
+    assert set(found) <= set(before)
+    assert "etc/runlevels/default/sshd" in found and "root/.ssh" in found and "etc/local.d" in found
+
+
+def test_absent_removes_the_archive_its_iso_the_console_log_and_an_older_roles_stage_directory(removed):
+    assert os.listdir(removed / "out") == []
+    assert not (removed / "console.log").exists()

@@ -12,9 +12,11 @@ import yaml
 from scripts import build_collection as bc
 
 ROOT = Path(__file__).resolve().parents[2]
-COLLECTION = bc.Collection({"namespace": "cocos", "name": "libvirt", "version": "0.1.0"})
+COLLECTION = bc.Collection({"namespace": "cocos", "name": "libvirt", "version": "0.1.0"},
+                           ["cocos_alpine", "cocos_libvirt"])
 MODULES = {"libvirt_pool", "libvirt_volume", "libvirt_domain", "libvirt_domain_info"}
 UTILS = "ansible_collections.cocos.libvirt.plugins.module_utils.cocos_libvirt"
+ALPINE = "ansible_collections.cocos.libvirt.plugins.module_utils.cocos_alpine"
 
 
 def test_imports_of_the_library_get_the_collection_path():
@@ -27,7 +29,8 @@ def test_imports_of_the_library_get_the_collection_path():
         "import libvirt_test_driver\n"
         "from .common import LibvirtModuleError\n"
         "from module_utils.cocos_libvirtx import other\n"
-        'DOC = """\nfrom module_utils.cocos_libvirt import not_code\n"""\n')
+        'DOC = """\nfrom module_utils.cocos_libvirt import not_code\n"""\n'
+        "from ansible.module_utils.cocos_alpine.apkovl import OverlayManager\n")
     lines = bc.rewrite_imports(source, COLLECTION.python_imports()).splitlines()
     assert lines[0] == "from ansible.module_utils.basic import AnsibleModule"
     assert lines[1] == f"from {UTILS}.common import COMMON_ARGS  # noqa: E402"
@@ -39,6 +42,7 @@ def test_imports_of_the_library_get_the_collection_path():
     assert lines[6:9] == ["from .common import LibvirtModuleError", "from module_utils.cocos_libvirtx import other",
                           'DOC = """']
     assert lines[9] == "from module_utils.cocos_libvirt import not_code"  # text, not an import
+    assert lines[11] == f"from {ALPINE}.apkovl import OverlayManager"  # every module_utils package
 
 
 def test_our_doc_fragments_are_qualified_and_others_left_alone():
@@ -84,9 +88,15 @@ def test_role_references_become_fqcns():
 
 def test_leftover_repository_paths_are_found():
     text = (f"from {UTILS}.common import x\nimport importlib\n"
-            "mod = importlib.import_module('ansible.module_utils.cocos_libvirt.domain')\n")
+            "mod = importlib.import_module('ansible.module_utils.cocos_libvirt.domain')\n"
+            f"from {ALPINE} import apkovl\nNAME = 'module_utils.cocos_alpine.apkovl'\n")
     assert bc.leftover_references(text, COLLECTION) == [
-        "line 3: mod = importlib.import_module('ansible.module_utils.cocos_libvirt.domain')"]
+        "line 3: mod = importlib.import_module('ansible.module_utils.cocos_libvirt.domain')",
+        "line 5: NAME = 'module_utils.cocos_alpine.apkovl'"]
+
+
+def test_every_module_utils_package_ships():
+    assert bc.util_packages(str(ROOT)) == ["cocos_alpine", "cocos_libvirt"]
 
 
 def test_unqualified_calls_are_found_anywhere_in_a_document():
@@ -149,12 +159,12 @@ def test_tarball_is_named_from_galaxy_yml(built):
 def test_tarball_holds_the_content_in_collection_layout(built):
     _tarball, members, texts = built
     modules = sorted(path.name for path in (ROOT / "library").glob("*.py"))
-    utils = sorted(path.name for path in (ROOT / "module_utils" / "cocos_libvirt").glob("*.py"))
+    utils = sorted(str(path.relative_to(ROOT / "module_utils")) for path in (ROOT / "module_utils").glob("*/*.py"))
     shipped = [n.split("/")[-1] for n in members if n.startswith("plugins/modules/") and n.endswith(".py")]
     assert sorted(shipped) == modules
-    for name in utils:  # copied unchanged: the package imports itself relatively
-        assert texts[f"plugins/module_utils/cocos_libvirt/{name}"] == (
-            ROOT / "module_utils" / "cocos_libvirt" / name).read_text(encoding="utf-8")
+    assert "cocos_alpine/apkovl.py" in utils and "cocos_libvirt/domain.py" in utils
+    for name in utils:  # copied unchanged: each package imports itself relatively
+        assert texts[f"plugins/module_utils/{name}"] == (ROOT / "module_utils" / name).read_text(encoding="utf-8")
     for name in ("CHANGELOG.md", "changelogs/changelog.yaml", "README.md", "docs/ARCHITECTURE.md",
                  "playbooks/site.yml", "playbooks/domain.yml", "roles/alpine_vm/meta/argument_specs.yml",
                  "roles/libvirt_host/tasks/main.yml", "tests/config.yml", "tests/unit/conftest.py",
@@ -173,6 +183,8 @@ def test_no_repository_paths_and_no_short_names_remain(built):
             assert bc.unqualified_tasks(yaml.safe_load(text), modules) == [], name
     assert "cocos.libvirt.libvirt_domain:" in texts["roles/alpine_vm/tasks/present.yml"]
     assert "- cocos.libvirt.cocos_libvirt.attributes" in texts["plugins/modules/libvirt_pool.py"]
+    assert f"from {ALPINE}.apkovl import" in texts["plugins/modules/alpine_apkovl.py"]
+    assert "cocos.libvirt.alpine_apkovl:" in texts["roles/alpine_vm/tasks/apkovl.yml"]
 
 
 def test_changelog_releases_the_fragments_with_every_module(built):

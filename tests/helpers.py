@@ -62,6 +62,7 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
     result["failed"] is always set; "warnings" is a list of text, as the controller's result has it. An exception
     the module does not handle propagates (under Ansible it would be a traceback in module_stderr).
     """
+    from ansible.module_utils import _internal
     from ansible.module_utils.common import warnings
     from ansible.module_utils.testing import patch_module_args
 
@@ -69,6 +70,9 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
     out = io.StringIO()
     warnings._global_warnings.clear()  # one process stands for many module runs: start each with none
     warnings._global_deprecations.clear()
+    # A module never runs in the controller: once anything in this process has imported the controller's `ansible`
+    # package (another test did), warn() would go to the controller's display instead of the result.
+    was_controller, _internal.is_controller = _internal.is_controller, False
     try:
         with patch_module_args({**args, "_ansible_check_mode": check, "_ansible_diff": diff}), \
                 contextlib.redirect_stdout(out):
@@ -78,6 +82,7 @@ def run_module(name: str, args: dict[str, Any], check: bool = False, diff: bool 
     else:
         raise AssertionError(f"{name}: main() returned without exit_json or fail_json")
     finally:
+        _internal.is_controller = was_controller
         warnings._global_warnings.clear()
         warnings._global_deprecations.clear()
     result = json.loads(out.getvalue().strip().splitlines()[-1])

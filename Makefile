@@ -47,10 +47,12 @@ collection-test: setup
 molecule: setup guest
 	$(MOLECULE)
 
-# Lint first (seconds). Molecule then runs beside pytest (its VMs and the suite's are separate libvirt objects), its
-# output kept in build/molecule.log and shown only when it fails; pytest's summary closes the output. Fails if
-# either fails.
-test: setup protos-check lint guest   ## everything CI runs
+# Setup, then protos-check, lint and the guest build side by side (lint is CPU, the guest build mostly I/O; each
+# one's output kept together). Molecule then runs beside pytest (its VMs and the suite's are separate libvirt
+# objects), its output kept in build/molecule.log and shown only when it fails; pytest's summary closes the output.
+# Fails if any of them fails.
+test:                  ## everything CI runs
+	@$(MAKE) --no-print-directory -j 3 --output-sync=target protos-check lint guest
 	$(PY) scripts/ansible_test_pip.py
 	@mkdir -p build; echo "molecule: running beside pytest, log in build/molecule.log"; \
 	$(MOLECULE) > build/molecule.log 2>&1 & molecule=$$!; trap 'kill $$molecule 2>/dev/null' INT TERM; \

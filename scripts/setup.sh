@@ -50,8 +50,10 @@ make_venv() {
   log "creating .venv from requirements.txt"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   # pip's own exit status decides; only the noise about this machine's absent local indexes is filtered out.
+  # --no-compile: Python writes the bytecode of what is imported when it is first imported; compiling every file of
+  # every package up front took a third of this step (32 s against 22 s measured).
   local out
-  if ! out=$(.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1); then
+  if ! out=$(.venv/bin/pip install -q --no-compile --disable-pip-version-check -r requirements.txt 2>&1); then
     printf '%s\n' "$out" | grep -v '^WARNING: Location' >&2
     echo "setup: pip could not install requirements.txt" >&2
     exit 1

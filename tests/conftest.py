@@ -35,15 +35,16 @@ UNIT_TOGETHER = {"test_apkovl", "test_build_collection", "test_manager_verdict"}
 # Integration modules whose libvirt objects are named uniquely per run (a uuid): each parameter of their
 # parametrized module fixture is a group of its own (one guest boot each) and no lock is needed.
 PER_PARAMETER = {"test_guest_boot"}
-# Seconds a group took in a measured run (docs/BENCHMARKS.md, `make test` at -n 3, load 6-8): the scheduler hands
-# out the longest first, so no long group starts last and runs alone. Groups not named count a second per test.
+# Seconds a group took in a measured run (docs/BENCHMARKS.md, `.ci/run` of 2026-12-08, -n 3 with Molecule beside): the
+# scheduler hands out the longest first, so no long group starts last and runs alone. Groups not named count a second
+# per test.
 GROUP_SECONDS = {
-    "integration-test_e2e": 249, "ctest-h8": 169, "unit-test_apkovl": 20,
-    "ctest-h3": 153, "integration-test_converge_cases": 135, "integration-test_manager_domain": 108,
-    "collection-test_collection_converge": 90, "integration-test_manager_domain_rollback": 76,
-    "integration-test_domain_module": 61,
-    "integration-test_guest_boot[uefi-secure-boot-tpm]": 57, "integration-test_convergence_corpus": 53,
-    "collection-test_collection_ansible_test": 43,
+    "integration-test_e2e": 143, "ctest-h8": 128, "integration-test_converge_cases": 118, "ctest-h3": 113,
+    "integration-test_guest_boot[uefi-secure-boot-tpm]": 111, "integration-test_manager_domain": 81,
+    "integration-test_manager_domain_rollback": 79, "integration-test_convergence_corpus": 70,
+    "collection-test_collection_converge": 64, "collection-test_collection_ansible_test": 60,
+    "integration-test_domain_module": 49, "integration-test_confidential_domain_module": 31, "ctest-stor": 30,
+    "unit-test_apkovl": 26, "integration-test_manager_hardening": 22, "integration-test_guest_boot[bios]": 22,
 }
 
 

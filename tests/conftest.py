@@ -31,7 +31,7 @@ SHARED_GROUPS = {
     # the fleet test lists every ctest-h8-* domain; both use /var/lib/cocos-test/h8
     "test_manager_fleet": "ctest-h8", "test_manager_placement": "ctest-h8",
 }
-UNIT_TOGETHER = {"test_apkovl", "test_build_collection", "test_manager_verdict"}
+UNIT_TOGETHER = {"test_apkovl", "test_build_collection", "test_manager_verdict", "test_role_preflight"}
 # Integration modules whose libvirt objects are named uniquely per run (a uuid): each parameter of their
 # parametrized module fixture is a group of its own (one guest boot each) and no lock is needed.
 PER_PARAMETER = {"test_guest_boot"}

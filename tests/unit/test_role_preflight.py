@@ -81,9 +81,33 @@ FACTS = """\
       ansible.builtin.debug:
         msg: "DOMAIN_TYPE={{ libvirt_host_domain_type }}"
 """
-
-
-@pytest.mark.parametrize(("probe", "override", "expected"), [
+# The same tasks once per case in one ansible-playbook run (one start instead of seven): the case's probe and
+# override are the include's vars, above the role's own _libvirt_host_kvm.
+FACTS_CASE = """\
+- name: Run libvirt_host's facts tasks for case {{ case.id }}
+  ansible.builtin.include_role:
+    name: libvirt_host
+    tasks_from: facts.yml
+  vars:
+    _libvirt_host_kvm: "{{ case.probe }}"
+    libvirt_host_domain_type_override: "{{ case.override }}"
+- name: Show it
+  ansible.builtin.debug:
+    msg: "DOMAIN_TYPE[{{ case.id }}]={{ libvirt_host_domain_type }}"
+"""
+FACTS_CASES = """\
+- name: Decide the domain type for every case
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: One case
+      ansible.builtin.include_tasks: case.yml
+      loop: "{{ facts_cases }}"
+      loop_control:
+        loop_var: case
+"""
+DOMAIN_TYPE_CASES = [
     ({"kvm": True, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": False}, "auto", "kvm"),
     ({"kvm": True, "kvm_intel": False, "kvm_amd": True, "kvm_pvm": False}, "auto", "kvm"),
     # this machine: a nested kvm_pvm behind /dev/kvm hangs standard guest kernels
@@ -92,14 +116,27 @@ FACTS = """\
     ({"kvm": False, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": False}, "auto", "qemu"),
     ({"kvm": True, "kvm_intel": True, "kvm_amd": False, "kvm_pvm": False}, "qemu", "qemu"),
     ({"kvm": True, "kvm_intel": False, "kvm_amd": False, "kvm_pvm": True}, "kvm", "kvm"),
-])
-def test_domain_type_is_kvm_only_with_hardware_kvm(probe, override, expected, tmp_path):
-    playbook = tmp_path / "facts.yml"
-    playbook.write_text(FACTS, encoding="utf-8")
-    rc, out, _ = play(str(playbook), {"_libvirt_host_kvm": probe, "libvirt_host_domain_type_override": override},
-                      tmp_path)
+]
+
+
+@pytest.fixture(scope="module")
+def decided(tmp_path_factory: pytest.TempPathFactory) -> dict[int, str]:
+    """The domain type facts.yml published for each case of DOMAIN_TYPE_CASES, by index."""
+    tmp = tmp_path_factory.mktemp("facts")
+    (tmp / "case.yml").write_text(FACTS_CASE, encoding="utf-8")
+    (tmp / "facts.yml").write_text(FACTS_CASES, encoding="utf-8")
+    cases = [{"id": i, "probe": probe, "override": override}
+             for i, (probe, override, _) in enumerate(DOMAIN_TYPE_CASES)]
+    rc, out, _ = play(str(tmp / "facts.yml"), {"facts_cases": cases}, tmp)
     assert rc == 0, out[-3000:]
-    assert f"DOMAIN_TYPE={expected}" in out
+    return {int(i): value for i, value in re.findall(r"DOMAIN_TYPE\[(\d+)\]=(\w+)", out)}
+
+
+@pytest.mark.parametrize("case", range(len(DOMAIN_TYPE_CASES)),
+                         ids=[f"probe{i}-{override}-{expected}" for i, (_, override, expected)
+                              in enumerate(DOMAIN_TYPE_CASES)])
+def test_domain_type_is_kvm_only_with_hardware_kvm(case, decided):
+    assert decided[case] == DOMAIN_TYPE_CASES[case][2], DOMAIN_TYPE_CASES[case]
 
 
 def test_this_host_publishes_qemu(tmp_path):

@@ -23,7 +23,8 @@ records /bin/dash, not /usr/bin/dash, and libc6's loader as /lib/x86_64-linux-gn
 naming every package outside the allowed set with a program it provided, and every program no package owns.
 
 Programs under these roots are not Debian's and are skipped (IGNORED_WHY says why each is safe to skip): the
-repository (our own scripts, build/, .cache/), its .venv (pip installs it from requirements.txt), the interpreter the
+repository (our own scripts, build/, .cache/), its .venv and any other Python virtual environment (a pyvenv.cfg above
+the program: pip fills them; the watch is system-wide, so another checkout's tools may run beside), the interpreter the
 .venv was made from when it is not Debian's (pyenv's Python on these machines, part of a fresh machine), pyenv's own
 root (its shims are bash scripts), the machine's Rust toolchain (pip asks rustc for its version), ~/.ansible
 (ansible-test's virtual environments, made by pip) and the temporary directories (tests write fake tools there).
@@ -55,7 +56,9 @@ DPKG_BATCH = 500  # paths per dpkg -S call: one call reads the whole database, s
 TEST_AREA = "/var/lib/cocos-test"
 IGNORED_WHY = {
     "repository": "our own code and what we build (build/, .cache/)",
-    "venv": "pip installs it from requirements.txt (the Python import check covers it)",
+    "venv": "a Python virtual environment (a pyvenv.cfg above the program): pip fills it, this clone's from"
+            " requirements.txt (the Python import check covers it); the watch is system-wide, so another checkout's"
+            " tools run beside the suite on a developer's machine land here too",
     "python": "the interpreter .venv was made from, the machine's own (pyenv) Python, not a Debian package",
     "pyenv": "pyenv's shims and libexec scripts, part of a fresh machine, not a Debian package",
     "rust": "the machine's own Rust toolchain (~/.cargo, ~/.rustup), part of a fresh machine: pip runs"
@@ -300,7 +303,17 @@ def _under(path: str, roots: dict[str, str]) -> str | None:
     for root, why in roots.items():
         if path == root or path.startswith(root.rstrip("/") + "/"):
             return why
-    return None
+    return "venv" if _in_venv(path) else None
+
+
+def _in_venv(path: str) -> bool:
+    """Whether a directory above `path` is a Python virtual environment (holds pyvenv.cfg, PEP 405)."""
+    parent = os.path.dirname(path)
+    while parent not in ("/", ""):
+        if os.path.isfile(os.path.join(parent, "pyvenv.cfg")):
+            return True
+        parent = os.path.dirname(parent)
+    return False
 
 
 @dataclass

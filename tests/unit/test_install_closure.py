@@ -218,6 +218,17 @@ def test_unowned_programs_fail_unless_under_an_ignored_root(tmp_path, capsys) ->
                                     f" outside the ignored roots ({', '.join(ic.IGNORED_WHY)})"]
 
 
+def test_a_program_in_any_virtual_environment_is_pips_not_debians(tmp_path) -> None:
+    """The watch is system-wide: another checkout's .venv tools ran beside CI on a developer's machine and failed it."""
+    venv = tmp_path / "other-checkout" / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    tool, outside = str(venv / "bin" / "ruff"), str(tmp_path / "other-checkout" / "tool")
+    report = ic.check([tool, outside], allowed=set(), roots={})  # no ignored roots: only the venv rule applies
+    assert report.skipped == {tool: "venv"}
+    assert report.unowned == [outside]
+
+
 def test_unreadable_input_is_a_clear_error(tmp_path, capsys) -> None:
     assert ic.main([str(tmp_path / "missing.list"), "--fresh", str(tmp_path / "nope.txt")]) == 2
     assert "cannot read the fresh-machine package list" in capsys.readouterr().err

@@ -84,6 +84,10 @@ class PlaybookRunner:
                 settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True},
                 event_handler=lambda event: _on_event(job, event),
                 finished_callback=lambda runner: _on_finished(job, runner, data_dir),
+                # Cancelling is the guard's SIGTERM (job._on_cancel). Without a callback, ansible-runner called from
+                # the main thread (the startup rollback) installs its own SIGTERM and SIGINT handlers over the
+                # manager's, which then no longer stops on SIGTERM.
+                cancel_callback=lambda: False,
             )
         except Exception as exc:  # a runner that cannot start must still end the job, with the reason
             log.exception("playbook start failed", extra={"job_id": job.id})

@@ -79,6 +79,15 @@ class ManagerProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM, then the exit status within `timeout` seconds; None (and SIGKILL) when it did not stop."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None
+
 
 def _entry(line: str) -> dict:
     """A JSON log line, or the raw text of anything else the process printed (kept for failure messages)."""
@@ -208,6 +217,8 @@ def test_kill_9_mid_job_leaves_no_playbook_and_a_restart_fails_and_rolls_it_back
         rollback = next(j for j in request("GET", mgr.base + "/jobs")[2]["jobs"] if j["kind"] == "rollback_domain")
         assert rollback["state"] == "successful"
         assert os.listdir(path / "state" / "run") == []  # no directory holding the request's XML is left
+        # The startup rollback ran a playbook from the main thread, where ansible-runner once took SIGTERM for itself.
+        assert mgr.terminate(15) == 0, "the manager ignored SIGTERM after its startup rollback"
     finally:
         mgr.stop()
 

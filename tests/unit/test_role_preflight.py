@@ -151,3 +151,39 @@ def test_this_host_publishes_qemu(tmp_path):
     rc, out, recap = play(str(playbook), {}, tmp_path)
     assert rc == 0, out[-3000:]
     assert "DOMAIN_TYPE=qemu" in out and recap["changed"] == 0
+
+
+BOOLEANS = """\
+- name: The roles' booleans as `-e key=value` gives them (strings)
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Load alpine_vm's variables (its preflight passes)
+      ansible.builtin.include_role:
+        name: alpine_vm
+        tasks_from: preflight
+        public: true
+    - name: Show the disks the domain would get
+      ansible.builtin.debug:
+        msg: "DISKS={{ _alpine_vm_all_disks | length }}"
+    - name: Run libvirt_host's NAT network task, which libvirt_host_default_network turns off
+      ansible.builtin.include_role:
+        name: libvirt_host
+        tasks_from: configure.yml
+"""
+
+
+def test_booleans_given_as_command_line_strings_mean_what_they_say(tmp_path):
+    """`-e alpine_vm_apkovl_enabled=false` is the string "false": it once counted as true (the overlay's CD-ROM was
+    attached), and `-e libvirt_host_default_network=false` failed ansible-core's boolean conditional check."""
+    playbook = tmp_path / "booleans.yml"
+    playbook.write_text(BOOLEANS, encoding="utf-8")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run([PLAYBOOK, str(playbook), "-e", "alpine_vm_apkovl_enabled=false",
+                           "-e", "libvirt_host_default_network=false"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "DISKS=2" in out, out[-3000:]  # the ISO and the disk: no overlay CD-ROM
+    assert re.search(r"skipping: \[localhost\]", out.split("NAT network")[-1]), out[-3000:]

@@ -54,7 +54,7 @@ class Run:
             return handle.read().decode()
 
 
-def play(tmp_path: Path, tasks: str, **overrides: object) -> dict[str, int]:
+def play(tmp_path: Path, tasks: str, *options: str, **overrides: object) -> dict[str, int]:
     """Run the role's `tasks` file with the overlay written to tmp_path/out and `overrides`; the play recap's counts."""
     playbook = tmp_path / "apkovl.yml"
     playbook.write_text(PLAYBOOK.replace("apkovl.yml", tasks), encoding="utf-8")
@@ -75,7 +75,7 @@ def play(tmp_path: Path, tasks: str, **overrides: object) -> dict[str, int]:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(playbook),
-         "-e", f"@{vars_file}"],
+         "-e", f"@{vars_file}", *options],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)", proc.stdout)
@@ -120,7 +120,24 @@ def rerun(workdir: Path, first: Run) -> Run:
 
 
 @pytest.fixture(scope="module")
-def without_key_and_agent(workdir: Path, rerun: Run) -> Run:
+def predicted(workdir: Path, rerun: Run) -> dict[str, int]:
+    """The recap of a check-mode run without key and agent, before the real one; "untouched" is 1 when the archive and
+    the ISO are the same files with the same bytes afterwards."""
+    out = workdir / "out"
+
+    def state() -> tuple:
+        iso = (out / "cocos-apkovl.iso").stat()
+        return (out / "cocos.apkovl.tar.gz").read_bytes(), (out / "cocos-apkovl.iso").read_bytes(), iso.st_ino, \
+            iso.st_mtime_ns
+
+    before = state()
+    recap = play(workdir, "apkovl.yml", "--check", alpine_vm_apkovl_authorized_key="",
+                 alpine_vm_apkovl_agent_command="")
+    return {**recap, "untouched": int(state() == before)}
+
+
+@pytest.fixture(scope="module")
+def without_key_and_agent(workdir: Path, predicted: dict[str, int]) -> Run:
     return build(workdir, alpine_vm_apkovl_authorized_key="", alpine_vm_apkovl_agent_command="")
 
 
@@ -192,6 +209,11 @@ def test_removing_the_key_rebuilds_the_archive_and_the_iso(rerun, without_key_an
     assert "root/.ssh/authorized_keys" not in without_key_and_agent.members()
     assert without_key_and_agent.iso != rerun.iso
     assert archive_on_iso(without_key_and_agent.iso, workdir) == without_key_and_agent.archive
+
+
+def test_check_mode_predicts_the_rebuild_and_writes_nothing(predicted, without_key_and_agent):
+    assert predicted["changed"] == without_key_and_agent.recap["changed"] == 2  # the archive and the ISO
+    assert predicted["untouched"] == 1
 
 
 def test_without_key_or_agent_the_overlay_leaves_them_out(first, without_key_and_agent):

@@ -7,12 +7,13 @@ older run are refused here with 409 instead of silently reaching the wrong compu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,7 +117,7 @@ class RunService:
         run.measurements.append(("manifest", hashlib.sha256(payload).digest()))
         # Forwarding and recording happen under the address's lock, so "latest" is what the agent really holds.
         client = self.agents.get(address)
-        with self.gate.enter(), self._address_lock(address):
+        with self.gate.enter(), self._agent_turn(address):
             client.run(payload)
             run.losses = client.losses
             self._record(run)
@@ -134,7 +135,7 @@ class RunService:
         run = self.usable(run_id)
         client = self.agents.get(run.agent)
         # One upload at a time per agent, so the order recorded is the order the agent measured.
-        with self.gate.enter(), self._address_lock(run.agent):
+        with self.gate.enter(), self._agent_turn(run.agent):
             self.usable(run_id)  # a newer Run may have replaced it while we waited
             try:
                 content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
@@ -204,7 +205,7 @@ class RunService:
         """The agent's TPM quote for `nonce` (cocos.agent.v1.VtpmQuote) and what the manager sent for the run, taken
         while no upload to that agent is in flight, so both describe the same moment."""
         run = self.usable(run_id)
-        with self.gate.enter(), self._address_lock(run.agent):
+        with self.gate.enter(), self._agent_turn(run.agent):
             self.usable(run_id)
             quote = self.agents.get(run.agent).vtpm_attestation(nonce)
             with self._lock:
@@ -221,9 +222,23 @@ class RunService:
             for old in sorted(self._runs.values(), key=lambda r: r.created_at)[: max(len(self._runs) - MAX_RUNS, 0)]:
                 del self._runs[old.id]
 
-    def _address_lock(self, address: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def _agent_turn(self, address: str) -> Iterator[None]:
+        """Hold the agent's turn: one call at a time per agent address. The wait for it is bounded by the agent's
+        retry budget (AgentClient.retry_total, seconds): callers queued behind an unreachable agent then fail within
+        one budget, saying they found it busy, instead of each waiting its whole budget in turn (the eighth of eight
+        once answered after 280 s that the agent was "not reachable within 30 s") while holding an admission slot.
+        Raises AgentError (UNAVAILABLE, HTTP 503) when the turn does not come in time."""
         with self._lock:
-            return self._address_locks.setdefault(address, threading.Lock())
+            lock = self._address_locks.setdefault(address, threading.Lock())
+        budget = self.agents.get(address).retry_total
+        if not lock.acquire(timeout=budget):
+            raise AgentError(f"agent at {address} is busy: another call held it for the whole {budget:g} s budget",
+                             grpc.StatusCode.UNAVAILABLE, unavailable=True)
+        try:
+            yield
+        finally:
+            lock.release()
 
     @staticmethod
     def _move(run: Run, state: str) -> None:

@@ -285,6 +285,31 @@ def test_flood_of_runs_to_a_dead_agent_leaves_health_fast_and_sigterm_stops_with
         mgr.stop()
 
 
+def test_runs_queued_behind_a_dead_agent_fail_within_two_budgets_not_one_after_another(work):
+    """Admitted calls to one agent take turns. Behind an unreachable one, each used to wait its own whole budget in
+    turn (the 8th answered after 280 s, saying "not reachable within 30 s"): now a turn that does not come within the
+    budget fails at once, saying the agent is busy."""
+    path, _, _ = work
+    budget = 3.0
+    mgr = ManagerProcess(manager_env(path, CC_MANAGER_AGENT_GRPC_URL=f"127.0.0.1:{free_port()}",
+                                     CC_MANAGER_AGENT_RETRY_TOTAL=str(budget)))
+    try:
+        def one(_):
+            start = time.monotonic()
+            status, _, body = request("POST", mgr.base + "/run", RUN, timeout=60)
+            return status, body.get("error", ""), time.monotonic() - start
+        with ThreadPoolExecutor(4) as pool:  # within the admission bound (8): all four are admitted
+            results = list(pool.map(one, range(4)))
+        assert all(status == 503 for status, _, _ in results), results
+        # The caller whose turn it is waits for the agent up to its deadline (budget + the 5 s call timeout); one
+        # after another, the fourth answered after four such waits (32 s). Those queued fail within one budget.
+        seconds = sorted(seconds for _, _, seconds in results)
+        assert seconds[-1] < budget + 5 + 2 and seconds[-2] < budget + 1.5, results
+        assert sum("is busy" in error for _, error, _ in results) == 3, results
+    finally:
+        mgr.stop()
+
+
 def test_sigterm_cancels_a_running_job_and_the_next_start_rolls_it_back(work):
     path, names, _ = work
     mgr = ManagerProcess(manager_env(path))

@@ -44,7 +44,7 @@ GROUP_SECONDS = {
     "integration-test_manager_domain_rollback": 79, "integration-test_convergence_corpus": 70,
     "collection-test_collection_converge": 64, "collection-test_collection_ansible_test": 60,
     "integration-test_domain_module": 49, "integration-test_confidential_domain_module": 31, "ctest-stor": 30,
-    "unit-test_apkovl": 26, "integration-test_manager_hardening": 22, "integration-test_guest_boot[bios]": 22,
+    "unit-test_apkovl": 26, "integration-test_manager_hardening": 22,
 }
 
 

@@ -267,10 +267,9 @@ def dpkg_owners(paths: Iterable[str]) -> dict[str, list[str]]:
 
 def ignored_roots(repo: str = REPO) -> dict[str, str]:
     """{absolute real directory: IGNORED_WHY key} of the roots whose programs are not Debian's (module docstring)."""
-    roots = {repo: "repository"}
+    roots = {repo: "repository"}  # .venv, even a link to another checkout's, is a virtual environment: _in_venv
     venv = os.path.join(repo, ".venv")
     if os.path.isdir(venv):
-        roots[venv] = "venv"
         home = _venv_home(venv)
         if home and not os.path.realpath(home).startswith("/usr/"):  # a Debian python3 is checked like any program
             roots[os.path.dirname(os.path.realpath(home))] = "python"

@@ -22,7 +22,7 @@ import grpc
 
 from manager_api import schemas
 from manager_api.admission import Gate
-from manager_api.agent_client import AgentError, AgentPool
+from manager_api.agent_client import AgentClient, AgentError, AgentPool
 from manager_api.errors import RequestError, check_json
 
 # The keys of the computation document, as the original manager marshalled its Computation struct.
@@ -117,7 +117,7 @@ class RunService:
         run.measurements.append(("manifest", hashlib.sha256(payload).digest()))
         # Forwarding and recording happen under the address's lock, so "latest" is what the agent really holds.
         client = self.agents.get(address)
-        with self.gate.enter(), self._agent_turn(address):
+        with self.gate.enter(), self._agent_turn(client):
             client.run(payload)
             run.losses = client.losses
             self._record(run)
@@ -135,7 +135,7 @@ class RunService:
         run = self.usable(run_id)
         client = self.agents.get(run.agent)
         # One upload at a time per agent, so the order recorded is the order the agent measured.
-        with self.gate.enter(), self._agent_turn(run.agent):
+        with self.gate.enter(), self._agent_turn(client):
             self.usable(run_id)  # a newer Run may have replaced it while we waited
             try:
                 content_id = client.algo(content) if kind == ALGORITHM else client.data(content)
@@ -205,9 +205,10 @@ class RunService:
         """The agent's TPM quote for `nonce` (cocos.agent.v1.VtpmQuote) and what the manager sent for the run, taken
         while no upload to that agent is in flight, so both describe the same moment."""
         run = self.usable(run_id)
-        with self.gate.enter(), self._agent_turn(run.agent):
+        client = self.agents.get(run.agent)
+        with self.gate.enter(), self._agent_turn(client):
             self.usable(run_id)
-            quote = self.agents.get(run.agent).vtpm_attestation(nonce)
+            quote = client.vtpm_attestation(nonce)
             with self._lock:
                 return quote, list(run.measurements)
 
@@ -223,18 +224,18 @@ class RunService:
                 del self._runs[old.id]
 
     @contextlib.contextmanager
-    def _agent_turn(self, address: str) -> Iterator[None]:
+    def _agent_turn(self, client: AgentClient) -> Iterator[None]:
         """Hold the agent's turn: one call at a time per agent address. The wait for it is bounded by the agent's
         retry budget (AgentClient.retry_total, seconds): callers queued behind an unreachable agent then fail within
         one budget, saying they found it busy, instead of each waiting its whole budget in turn (the eighth of eight
         once answered after 280 s that the agent was "not reachable within 30 s") while holding an admission slot.
         Raises AgentError (UNAVAILABLE, HTTP 503) when the turn does not come in time."""
         with self._lock:
-            lock = self._address_locks.setdefault(address, threading.Lock())
-        budget = self.agents.get(address).retry_total
+            lock = self._address_locks.setdefault(client.address, threading.Lock())
+        budget = client.retry_total
         if not lock.acquire(timeout=budget):
-            raise AgentError(f"agent at {address} is busy: another call held it for the whole {budget:g} s budget",
-                             grpc.StatusCode.UNAVAILABLE, unavailable=True)
+            raise AgentError(f"agent at {client.address} is busy: another call held it for the whole {budget:g} s "
+                             "budget", grpc.StatusCode.UNAVAILABLE, unavailable=True)
         try:
             yield
         finally:

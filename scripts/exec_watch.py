@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import select
 import signal
@@ -72,7 +73,9 @@ class WatchError(Exception):
     """fanotify cannot be used here (the message says why); main() prints it and exits 2."""
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
+    """libc with the fanotify wrappers' signatures set, loaded once."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
     libc.fanotify_init.restype = ctypes.c_int
